@@ -1,0 +1,38 @@
+"""params.yaml: the active dataset's block, overridden key by key by the top-level sections.
+
+``datasets.<name>.<section>`` holds the paper's values for that dataset; the top-level
+``<section>`` (e.g. ``paa``) holds overrides, ``null`` meaning "the dataset's value". So
+``dvc exp run -S paa.beta=6`` sets beta for this run whatever the dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    dataset = params.get("dataset")
+    if dataset not in params.get("datasets", {}):
+        raise ValueError(f"{path}: dataset {dataset!r} is not a key of datasets: "
+                         f"{sorted(params.get('datasets', {}))}")  # fmt: skip
+    return params
+
+
+def dataset_block(params: dict) -> dict:
+    return params["datasets"][params["dataset"]]
+
+
+def section(params: dict, name: str) -> dict:
+    """The active dataset's ``name`` section with the top-level overrides applied."""
+    base = dict(dataset_block(params).get(name) or {})
+    overrides = params.get(name) or {}
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ValueError(f"params.yaml: {name}.{unknown[0]} overrides nothing: "
+                         f"datasets.{params['dataset']}.{name} has keys {sorted(base)}")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return base

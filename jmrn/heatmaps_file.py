@@ -1,0 +1,158 @@
+"""heatmaps.h5: the aggregated representation of every video of a dataset (format version 1).
+
+Schema (N videos, C temporal channels, V joints, H x W grid, K classes):
+
+    attrs   format_version=1, kind="jmrn.heatmaps", dataset, layout, joint_names (V),
+            class_names (K), multi_label, channels, height, width, sigma, truncate, min_conf,
+            discretisation
+    video_id    (N,)              str
+    num_frames  (N,)              int32    T used for the temporal weights
+    label       (N,)              int32    single label (-1 for multi-label datasets)
+    labels      (N, K)            bool     multi-hot targets
+    heatmaps    (N, C, V, H, W)   float16 or float32, un-normalised U (values up to
+                                           sum_t o_c(t)); one chunk per video, lzf-compressed
+    area_norm   (N, C)            float32  sum_t o_c(t): divide by it for "area" normalisation
+    max_norm    (N, C, V)         float32  max over the grid of each map: for "max" (PoTion)
+    splits/<name> (n,)            int64    sorted video indices, as in keypoints.h5
+
+Normalisation is a training-time choice (``jmrn.heatmaps.normalise``), so trying ``area``
+against ``max`` never rebuilds this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from joblib import Parallel, delayed
+
+from jmrn.heatmaps import Grid, aggregate, temporal_weights
+from jmrn.io import atomic_path
+from jmrn.keypoints_file import KeypointsFile
+
+FORMAT_VERSION = 1
+KIND = "jmrn.heatmaps"
+_REQUIRED = ("video_id", "num_frames", "label", "labels", "heatmaps", "area_norm", "max_norm")
+
+
+def _render_chunk(keypoints_path: str, indices: np.ndarray, grid: Grid, channels: int,
+                  discretisation: str, dtype: str):  # fmt: skip
+    """Worker: render a run of videos, reading them from the keypoints file itself."""
+    with KeypointsFile(keypoints_path) as kf:
+        heat = []
+        for i in indices:
+            heat.append(aggregate(kf.keypoints(i), tuple(kf.image_size[i]), grid,
+                                  channels, discretisation))  # fmt: skip
+    heat = np.stack(heat)  # (n, C, V, H, W) float32
+    max_norm = heat.max(axis=(3, 4))
+    return indices, heat.astype(dtype), max_norm
+
+
+def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
+                   channels: int = 3, discretisation: str = "code", dtype: str = "float16",
+                   compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 32,
+                   progress=None) -> dict:  # fmt: skip
+    """Render every video of a keypoints.h5 into heatmaps.h5, streaming and in parallel.
+
+    Workers each render ``chunk_videos`` videos at a time; at most a few chunks are in flight
+    (joblib's pre-dispatch), so memory depends on the chunk size, not on the dataset size.
+    The output appears atomically at ``out_path`` only once complete. Returns a summary.
+    """
+    keypoints_path = str(keypoints_path)
+    with KeypointsFile(keypoints_path) as kf:
+        n, joints = len(kf), len(kf.joint_names)
+        num_frames = kf.num_frames.copy()
+        too_short = np.nonzero(num_frames < channels)[0]
+        if len(too_short):
+            first = kf.video_ids[too_short[0]]
+            raise ValueError(f"{keypoints_path}: {len(too_short)} videos have fewer than "
+                             f"{channels} frames (first: {first!r}); ingest drops them with "
+                             f"min_frames >= {channels}")  # fmt: skip
+        attrs = dict(kf.file.attrs)
+        meta = dict(video_id=kf.video_ids, label=kf.label, labels=kf.labels, splits=kf.splits)
+    shape = (channels, joints, grid.height, grid.width)
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(
+            format_version=FORMAT_VERSION, kind=KIND, dataset=attrs["dataset"],
+            layout=attrs["layout"], joint_names=attrs["joint_names"],
+            class_names=attrs["class_names"], multi_label=attrs["multi_label"],
+            channels=channels, height=grid.height, width=grid.width, sigma=grid.sigma,
+            truncate=grid.truncate, min_conf=grid.min_conf, discretisation=discretisation,
+        )  # fmt: skip
+        f.create_dataset("video_id", data=np.array(meta["video_id"], dtype=object),
+                         dtype=h5py.string_dtype("utf-8"))  # fmt: skip
+        f.create_dataset("num_frames", data=num_frames.astype(np.int32))
+        f.create_dataset("label", data=meta["label"])
+        f.create_dataset("labels", data=meta["labels"])
+        for name, indices in meta["splits"].items():
+            f.create_dataset(f"splits/{name}", data=indices)
+        area = np.stack([temporal_weights(int(t), channels, discretisation).sum(axis=1)
+                         for t in np.unique(num_frames)])  # fmt: skip
+        lookup = np.searchsorted(np.unique(num_frames), num_frames)
+        f.create_dataset("area_norm", data=area[lookup].astype(np.float32))
+        heat_ds = f.create_dataset("heatmaps", shape=(n, *shape), dtype=dtype,
+                                   chunks=(1, *shape), compression=compression)  # fmt: skip
+        max_ds = f.create_dataset("max_norm", shape=(n, channels, joints), dtype="float32")
+        chunks = [np.arange(s, min(s + chunk_videos, n)) for s in range(0, n, chunk_videos)]
+        jobs = (delayed(_render_chunk)(keypoints_path, idx, grid, channels, discretisation,
+                                       dtype) for idx in chunks)  # fmt: skip
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        for indices, heat, max_norm in results:
+            heat_ds[indices[0]:indices[-1] + 1] = heat
+            max_ds[indices[0]:indices[-1] + 1] = max_norm
+            if progress is not None:
+                progress(len(indices))
+    return {"videos": int(n), "shape": list(shape), "dtype": dtype,
+            "frames_total": int(num_frames.sum())}  # fmt: skip
+
+
+class HeatmapsFile:
+    """Read-only access to a heatmaps.h5, validated against the schema above."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise ValueError(f"{self.path}: not a readable HDF5 file ({err})") from err
+        attrs = self.file.attrs
+        if attrs.get("kind") != KIND:
+            raise ValueError(f"{self.path}: not a jmrn heatmaps file (kind={attrs.get('kind')!r})")
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: heatmaps format_version {attrs.get('format_version')}"
+                             f", this jmrn reads version {FORMAT_VERSION}; re-run the heatmaps "
+                             "stage")  # fmt: skip
+        missing = [k for k in _REQUIRED if k not in self.file]
+        if missing:
+            raise ValueError(f"{self.path}: missing datasets {missing}")
+        self.joint_names = [str(s) for s in attrs["joint_names"]]
+        self.class_names = [str(s) for s in attrs["class_names"]]
+        self.layout = str(attrs["layout"])
+        self.multi_label = bool(attrs["multi_label"])
+        self.heatmaps = self.file["heatmaps"]
+        self.video_ids = [s.decode() if isinstance(s, bytes) else s
+                          for s in self.file["video_id"][:]]  # fmt: skip
+        self.label = self.file["label"][:]
+        self.labels = self.file["labels"][:]
+        self.num_frames = self.file["num_frames"][:]
+        self.area_norm = self.file["area_norm"][:]
+        self.max_norm = self.file["max_norm"][:]
+        self.splits = {name: ds[:] for name, ds in self.file.get("splits", {}).items()}
+        expected = (len(self.video_ids), int(attrs["channels"]), len(self.joint_names),
+                    int(attrs["height"]), int(attrs["width"]))  # fmt: skip
+        if self.heatmaps.shape != expected:
+            raise ValueError(f"{self.path}: heatmaps have shape {self.heatmaps.shape}, "
+                             f"the attributes say {expected}")  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> HeatmapsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,150 @@
+"""The maths of the representation: fast path = per-frame reference, weights, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jmrn.heatmaps import (
+    Grid,
+    TooShortError,
+    aggregate,
+    aggregate_reference,
+    normalise,
+    temporal_weights,
+    to_grid,
+)
+
+IMAGE = (240, 320)
+
+
+def source_xy(cell_x: int, cell_y: int) -> tuple[float, float]:
+    """Source-pixel coordinates of a grid cell's centre (64x86 grid, 320x240 frame)."""
+    scale = 64 / 240
+    x_off = (86 - 320 * scale) / 2
+    return (cell_x + 0.5 - x_off) / scale, (cell_y + 0.5) / scale
+
+
+def random_keypoints(rng, frames, persons, joints, missing=0.2):
+    kp = np.zeros((frames, persons, joints, 3), np.float32)
+    kp[..., 0] = rng.uniform(-20, 340, kp.shape[:3])
+    kp[..., 1] = rng.uniform(-20, 260, kp.shape[:3])
+    kp[..., 2] = rng.uniform(0.05, 1.0, kp.shape[:3]) * (rng.random(kp.shape[:3]) > missing)
+    return kp
+
+
+@pytest.mark.parametrize("discretisation", ["code", "continuous"])
+@pytest.mark.parametrize("frames,persons", [(3, 1), (17, 1), (40, 2), (25, 4)])
+def test_fast_path_equals_per_frame_reference(frames, persons, discretisation):
+    rng = np.random.default_rng(frames * 10 + persons)
+    kp = random_keypoints(rng, frames, persons, 18)
+    if persons > 1:  # make persons overlap heavily so that max != sum in many places
+        kp[:, 1:, :, :2] = kp[:, :1, :, :2] + rng.normal(0, 4, kp[:, 1:, :, :2].shape)
+    grid = Grid(height=64, width=86, sigma=1.3)
+    fast = aggregate(kp, IMAGE, grid, 3, discretisation)
+    slow = aggregate_reference(kp, IMAGE, grid, 3, discretisation)
+    assert fast.shape == (3, 18, 64, 86)
+    np.testing.assert_allclose(fast, slow, atol=2e-5 * slow.max())
+    if persons > 1:  # the overlap correction matters: a plain sum over persons is wrong
+        summed = sum(aggregate(kp[:, m:m + 1], IMAGE, grid, 3, discretisation)
+                     for m in range(persons))  # fmt: skip
+        assert np.abs(summed - slow).max() > 0.1
+
+
+def test_missing_joints_draw_nothing_and_peak_is_confidence():
+    kp = np.zeros((5, 1, 3, 3), np.float32)
+    kp[:, 0, 0] = (*source_xy(43, 32), 0.7)  # joint 0 sits still on one cell, confidence 0.7
+    kp[:, 0, 1] = (0, 0, 0)  # joint 1 missing everywhere: must not draw at the origin
+    kp[:, 0, 2] = (100, 50, 0.0)  # joint 2 has coordinates but confidence 0
+    grid = Grid(height=64, width=86)
+    heat = aggregate(kp, IMAGE, grid)
+    assert heat[:, 1].max() == 0 and heat[:, 2].max() == 0
+    summed = heat[:, 0].sum(axis=0)  # channels sum to one per frame: 5 frames x 0.7 at peak
+    assert summed.max() == pytest.approx(5 * 0.7, rel=1e-5)
+    assert np.unravel_index(summed.argmax(), summed.shape) == (32, 43)
+    assert summed[32, 44] == pytest.approx(5 * 0.7 * np.exp(-0.5), rel=1e-5)  # sigma = 1 cell
+    assert summed[32, 47] == 0  # 4 cells away: beyond the 3-sigma support
+
+
+def test_min_conf_drops_low_confidence_joints():
+    kp = np.zeros((4, 1, 1, 3), np.float32)
+    kp[..., :] = (160, 120, 0.2)
+    assert aggregate(kp, IMAGE, Grid(min_conf=0.3)).max() == 0
+    assert aggregate(kp, IMAGE, Grid(min_conf=0.1)).max() > 0
+
+
+@pytest.mark.parametrize("discretisation", ["code", "continuous"])
+@pytest.mark.parametrize("frames", [3, 4, 10, 11, 40, 121])
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_temporal_weights_partition_of_unity(frames, channels, discretisation):
+    if frames < channels:
+        with pytest.raises(TooShortError):
+            temporal_weights(frames, channels, discretisation)
+        return
+    w = temporal_weights(frames, channels, discretisation)
+    assert w.shape == (channels, frames)
+    assert (w >= 0).all() and (w <= 1).all()
+    np.testing.assert_allclose(w.sum(axis=0), 1.0)
+    assert w[0, 0] == 1 and w[-1, -1] == 1  # first frame all early, last frame all late
+
+
+@pytest.mark.parametrize("frames,expected", [(10, (3, 4.5, 2.5)), (11, (3, 5, 3)),
+                                             (40, (10.5, 19.5, 10))])  # fmt: skip
+def test_code_weights_sums_match_method_spec(frames, expected):
+    # method.md §2.2: sums (s+1)/2, (T-1)/2, (T-s)/2 with s = floor(T/2)
+    np.testing.assert_allclose(temporal_weights(frames, 3, "code").sum(axis=1), expected)
+    s = frames // 2
+    assert temporal_weights(frames, 3, "code")[:, s].tolist() == [0, 1, 0]
+
+
+def test_too_short_video_is_a_clear_error():
+    for frames in (0, 1, 2):
+        with pytest.raises(TooShortError, match="too short"):
+            temporal_weights(frames, 3)
+    kp = np.ones((2, 1, 17, 3), np.float32)
+    with pytest.raises(TooShortError):
+        aggregate(kp, IMAGE, Grid())
+
+
+def test_area_normalisation_in_unit_range_and_one_for_still_joint():
+    rng = np.random.default_rng(3)
+    frames = 23
+    kp = random_keypoints(rng, frames, 2, 4, missing=0.0)
+    # joint 0 of person 0 sits exactly on a cell centre with confidence 1 for the whole video
+    grid = Grid(height=64, width=86)
+    kp[:, 0, 0] = (*source_xy(40, 30), 1.0)
+    kp[:, 1, 0, 2] = 0
+    heat = aggregate(kp, IMAGE, grid)
+    area = temporal_weights(frames).sum(axis=1)
+    normed = normalise(heat, area, heat.max(axis=(2, 3)), "area")
+    assert normed.min() >= 0 and normed.max() <= 1 + 1e-6
+    np.testing.assert_allclose(normed[:, 0, 30, 40], 1.0, rtol=1e-5)
+    maxed = normalise(heat, area, heat.max(axis=(2, 3)), "max")
+    np.testing.assert_allclose(maxed.max(axis=(2, 3))[heat.max(axis=(2, 3)) > 0], 1.0)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalise(heat, area, heat.max(axis=(2, 3)), "softmax")
+
+
+def test_grid_fit_keeps_aspect_and_centres():
+    grid = Grid(height=64, width=86)
+    corners = np.array([[0, 0, 1], [320, 240, 1]], np.float32)
+    mapped = to_grid(corners, (240, 320), grid)
+    scale = 64 / 240
+    np.testing.assert_allclose(mapped[:, 1], [0, 64], atol=1e-4)
+    np.testing.assert_allclose(mapped[1, 0] - mapped[0, 0], 320 * scale, atol=1e-4)
+    assert mapped[0, 0] == pytest.approx((86 - 320 * scale) / 2, abs=1e-4)
+    tall = to_grid(np.array([[0, 0, 1], [100, 400, 1]], np.float32), (400, 100), grid)
+    np.testing.assert_allclose(tall[:, 1], [0, 64], atol=1e-4)  # portrait: fit height
+    wide = to_grid(np.array([[0, 0, 1], [1280, 720, 1]], np.float32), (720, 1280), grid)
+    np.testing.assert_allclose(wide[:, 0], [0, 86], atol=1e-4)  # 16:9: fit width
+
+
+def test_flip_of_the_input_mirrors_the_representation():
+    """Mirroring x in the source frame mirrors every map about the grid's vertical axis."""
+    rng = np.random.default_rng(5)
+    kp = random_keypoints(rng, 12, 2, 5)
+    mirrored = kp.copy()
+    mirrored[..., 0] = np.where(kp[..., 2] > 0, 320 - kp[..., 0], 0)
+    grid = Grid(height=64, width=86)
+    np.testing.assert_allclose(aggregate(mirrored, IMAGE, grid),
+                               aggregate(kp, IMAGE, grid)[..., ::-1], atol=1e-5)  # fmt: skip

@@ -1,0 +1,65 @@
+"""Skeleton layouts: flip pairs, PAA groups and conversions, all by joint name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jmrn.layouts import LAYOUTS, convert, get_layout
+
+
+def test_coco17_neck_matches_jmrn_internal_order():
+    layout = get_layout("coco17_neck")
+    # method.md §1.2 slots 0..16 then neck (background slot 17 dropped)
+    assert layout.joints[5] == "left_shoulder" and layout.joints[17] == "neck"
+    assert layout.flip_pairs() == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12),
+                                   (13, 14), (15, 16)]  # fmt: skip
+    # method.md §3.3 groups
+    assert layout.group_indices() == {"head": [0, 1, 2, 3, 4], "left_arm": [5, 7, 9],
+                                      "right_arm": [6, 8, 10], "left_lower_leg": [13, 15],
+                                      "right_lower_leg": [14, 16]}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_layout_is_consistent(name):
+    layout = LAYOUTS[name]
+    assert len(set(layout.joints)) == layout.num_joints
+    perm = layout.flip_permutation()
+    assert sorted(perm) == list(range(layout.num_joints))  # a permutation
+    assert (perm[perm] == np.arange(layout.num_joints)).all()  # an involution
+    for j, p in enumerate(perm):  # left <-> right, everything else fixed
+        a, b = layout.joints[j], layout.joints[p]
+        assert a == b or {a.split("_")[0], b.split("_")[0]} == {"left", "right"}
+    groups = layout.group_indices()
+    assert set(groups) == {"head", "left_arm", "right_arm", "left_lower_leg", "right_lower_leg"}
+    # flipping maps the left arm onto the right arm
+    assert sorted(perm[groups["left_arm"]]) == sorted(groups["right_arm"])
+    assert layout.num_joints == {"coco17": 17, "coco17_neck": 18, "openpose18": 18,
+                                 "openpose_body25": 25, "jhmdb15": 15, "ntu25": 25}[name]
+
+
+def test_openpose18_to_coco17_neck_is_a_permutation():
+    src, dst = get_layout("openpose18"), get_layout("coco17_neck")
+    kp = np.random.default_rng(0).random((4, 2, 18, 3)).astype(np.float32)
+    out = convert(kp, src, dst)
+    for name in ("nose", "left_wrist", "right_ankle", "neck"):
+        np.testing.assert_array_equal(out[..., dst.index(name), :], kp[..., src.index(name), :])
+
+
+def test_coco17_to_coco17_neck_derives_the_neck():
+    src, dst = get_layout("coco17"), get_layout("coco17_neck")
+    kp = np.zeros((2, 1, 17, 3), np.float32)
+    kp[0, 0, 5] = (10, 20, 0.9)
+    kp[0, 0, 6] = (30, 40, 0.5)
+    kp[1, 0, 5] = (10, 20, 0.9)  # right shoulder missing in frame 1 -> no neck
+    out = convert(kp, src, dst)
+    np.testing.assert_allclose(out[0, 0, 17], (20, 30, 0.5))
+    np.testing.assert_allclose(out[1, 0, 17], (0, 0, 0))
+    np.testing.assert_array_equal(out[..., :17, :], kp)
+
+
+def test_impossible_conversion_is_a_clear_error():
+    with pytest.raises(ValueError, match="no joints .*nose"):
+        convert(np.zeros((1, 15, 3)), get_layout("jhmdb15"), get_layout("coco17"))
+    with pytest.raises(ValueError, match="unknown skeleton layout"):
+        get_layout("smpl24")

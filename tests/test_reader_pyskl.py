@@ -1,0 +1,140 @@
+"""PYSKL / MMAction2 pickles: real files, written fixtures, malformed and malicious ones."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from jmrn.readers import pyskl
+from jmrn.records import ReadError, Skipped, Video, check_video
+from jmrn.safe_pickle import load_pickle
+
+
+def annotation(name, label, frames=12, persons=1, joints=17, rng=None):
+    rng = rng or np.random.default_rng(0)
+    return {
+        "frame_dir": name, "label": label, "img_shape": (240, 320),
+        "original_shape": (240, 320), "total_frames": frames,
+        "keypoint": rng.uniform(0, 240, (persons, frames, joints, 2)).astype(np.float32),
+        "keypoint_score": rng.uniform(0.1, 1, (persons, frames, joints)).astype(np.float32),
+    }  # fmt: skip
+
+
+def write(path, obj, protocol=4):
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    return path
+
+
+def load_all(raw_dir, options=None):
+    index = pyskl.index(raw_dir, options or {})
+    return index, [pyskl.load(e) for e in index.entries]
+
+
+def test_real_jhmdb_gt_pickle(shared_data):
+    options = {"class_names": shared_data / "jhmdb14_gt" / "jhmdb14_gt_split1_classes.txt"}
+    index, videos = load_all(shared_data / "jhmdb14_gt", options)
+    assert index.layout == "jhmdb15"
+    assert len(index.class_names) == 14 and index.class_names[1] == "clap"
+    assert {k: len(v) for k, v in index.splits.items()} == {"train1": 433, "test1": 176}
+    assert len(videos) == 609 and all(isinstance(v, Video) for v in videos)
+    first = videos[0]
+    assert first.video_id == "jhmdb14_s1_train_0000_clap" and first.labels == (1,)
+    assert first.keypoints.shape == (39, 1, 15, 3) and first.image_size == (240, 320)
+    assert (first.keypoints[..., 2] == 1).all()
+    checked = [check_video(v, 15, 14, False) for v in videos]
+    assert all(isinstance(v, Video) for v in checked)
+    assert min(v.keypoints.shape[0] for v in videos) >= 15
+
+
+def test_real_pickle_without_keypoints_is_rejected(shared_data):
+    with pytest.raises(ReadError, match="no annotation has 'keypoint'"):
+        pyskl.index(shared_data / "formats" / "mmaction2", {"file": "k400_meta_sample.pkl"})
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_written_fixture_roundtrip(tmp_path, protocol):
+    anns = [annotation("a", 0, persons=2), annotation("b", 2, frames=5)]
+    write(tmp_path / "x.pkl", {"split": {"train": ["a"], "test": ["b"]}, "annotations": anns},
+          protocol)  # fmt: skip
+    index, videos = load_all(tmp_path)
+    assert index.layout == "coco17" and index.class_names == ["class_0", "class_1", "class_2"]
+    a = videos[0]
+    assert a.keypoints.shape == (12, 2, 17, 3)
+    # (M, T, V, 2) + (M, T, V) -> (T, M, V, 3)
+    np.testing.assert_array_equal(a.keypoints[3, 1, 5, :2], anns[0]["keypoint"][1, 3, 5])
+    assert a.keypoints[3, 1, 5, 2] == anns[0]["keypoint_score"][1, 3, 5]
+    assert index.splits == {"train": ["a"], "test": ["b"]}
+
+
+def test_bare_list_and_score_in_keypoint(tmp_path):
+    ann = annotation("a", 0)
+    ann["keypoint"] = np.concatenate([ann["keypoint"], ann.pop("keypoint_score")[..., None]], -1)
+    write(tmp_path / "x.pkl", [ann])
+    index, (video,) = load_all(tmp_path)
+    assert index.splits == {} and video.keypoints.shape == (12, 1, 17, 3)
+
+
+def test_malformed_annotations_are_skipped_with_reasons(tmp_path):
+    bad_shape = annotation("bad_shape", 0)
+    bad_shape["keypoint"] = bad_shape["keypoint"][0]
+    no_label = annotation("no_label", 0)
+    del no_label["label"]
+    bad_score = annotation("bad_score", 0)
+    bad_score["keypoint_score"] = bad_score["keypoint_score"][:, :3]
+    nan = annotation("nan", 0)
+    nan["keypoint"][0, 2, 4] = np.nan
+    wrong_joints = annotation("wrong_joints", 0, joints=13)
+    unknown = annotation("unknown_label", 9)
+    anns = [annotation("ok", 0), bad_shape, no_label, bad_score, nan, wrong_joints, unknown]
+    write(tmp_path / "x.pkl", {"split": {}, "annotations": anns})
+    index, videos = load_all(tmp_path, {"class_names": write_classes(tmp_path, 3)})
+    results = {v.video_id: check_video(v, 17, 3, False) if isinstance(v, Video) else v
+               for v in videos}  # fmt: skip
+    assert isinstance(results["ok"], Video)
+    reasons = {k: v.reason for k, v in results.items() if isinstance(v, Skipped)}
+    assert "expected (M, T, V, 2)" in reasons["bad_shape"]
+    assert "no 'label'" in reasons["no_label"]
+    assert "keypoint_score has shape" in reasons["bad_score"]
+    assert "non-finite coordinates" in reasons["nan"]
+    assert "13 joints" in reasons["wrong_joints"]
+    assert "unknown label" in reasons["unknown_label"]
+
+
+def write_classes(tmp_path, n):
+    path = tmp_path / "classes.txt"
+    path.write_text("\n".join(f"c{i}" for i in range(n)) + "\n")
+    return path
+
+
+def test_truncated_pickle_names_the_file(tmp_path):
+    data = pickle.dumps({"split": {}, "annotations": [annotation("a", 0)]})
+    (tmp_path / "x.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReadError, match=r"x\.pkl: .*truncated"):
+        pyskl.index(tmp_path, {})
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_malicious_pickle_does_not_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "x.pkl", {"split": {}, "annotations": [Exploit()]})
+    with pytest.raises(ReadError, match="refusing to load (posix|os).system"):
+        load_pickle(tmp_path / "x.pkl")
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_wrong_structure_and_missing_file(tmp_path):
+    write(tmp_path / "x.pkl", {"something": 1})
+    with pytest.raises(ReadError, match="expected a dict with 'annotations'"):
+        pyskl.index(tmp_path, {})
+    with pytest.raises(ReadError, match="does not exist"):
+        pyskl.index(tmp_path, {"file": "nope.pkl"})
+    write(tmp_path / "y.pkl", [annotation("a", 0)])
+    with pytest.raises(ReadError, match="exactly one"):
+        pyskl.index(tmp_path, {})
