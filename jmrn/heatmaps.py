@@ -98,12 +98,26 @@ def to_grid(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid) -> n
     return out
 
 
-def axis_profile(coord: np.ndarray, size: int, grid: Grid) -> np.ndarray:
-    """Truncated 1-D Gaussian of every coordinate sampled at the cell centres: (..., size)."""
-    d = (np.arange(size, dtype=np.float32) + 0.5) - coord[..., None]
-    profile = np.exp(d * d * np.float32(-0.5 / grid.sigma**2))
-    profile[np.abs(d) > grid.truncate * grid.sigma] = 0.0
-    return profile
+def axis_profile(coord: np.ndarray, size: int, grid: Grid):
+    """Truncated 1-D Gaussian of every coordinate sampled at the cell centres.
+
+    Returns the dense profiles (..., size) and the first and last cell of each support
+    (first > last where the blob misses the grid). Only the at most floor(2 truncate sigma) + 1
+    cells of a support are evaluated, then scattered into the dense array.
+    """
+    reach = grid.truncate * grid.sigma
+    span = int(np.floor(2 * reach)) + 1
+    first = np.ceil(coord - reach - 0.5).astype(np.int64)
+    cells = first[..., None] + np.arange(span)  # (..., span)
+    d = (cells + 0.5 - coord[..., None]).astype(np.float32)
+    inside = (np.abs(d) <= reach) & (cells >= 0) & (cells < size)
+    values = np.where(inside, np.exp(d * d * np.float32(-0.5 / grid.sigma**2)), 0.0)
+    dense = np.zeros(coord.shape + (size + 1,), dtype=np.float32)  # last column: a bin
+    np.put_along_axis(dense, np.where(inside, cells, size), values, axis=-1)
+    lo = first + inside.argmax(axis=-1)
+    hi = first + span - 1 - inside[..., ::-1].argmax(axis=-1)
+    hi = np.where(inside.any(axis=-1), hi, lo - 1)
+    return dense[..., :size], lo, hi
 
 
 def aggregate(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
@@ -111,39 +125,56 @@ def aggregate(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
     """Fast path: (T, M, V, 3) keypoints in source pixels -> (C, V, H, W) float32 U."""
     frames, persons, joints, _ = keypoints.shape
     weights = temporal_weights(frames, channels, discretisation).astype(np.float32)
-    kp = to_grid(keypoints, image_size, grid)
-    conf = kp[..., 2]
-    gy = axis_profile(kp[..., 1], grid.height, grid) * conf[..., None]  # (T, M, V, H)
-    gx = axis_profile(kp[..., 0], grid.width, grid)  # (T, M, V, W)
-    # Fold frames and persons into one axis k and contract it with a batched matmul.
-    gy_k = gy.transpose(2, 3, 0, 1).reshape(joints, grid.height, frames * persons)
-    gx_k = gx.transpose(2, 0, 1, 3).reshape(joints, frames * persons, grid.width)
-    w_k = np.repeat(weights, persons, axis=1)  # (C, T*M), frame-major like gy_k / gx_k
-    heat = np.matmul(gy_k[None] * w_k[:, None, None, :], gx_k[None])  # (C, V, H, W)
+    # Joints first, frames and persons folded into one axis k = t * M + m.
+    kp = to_grid(keypoints, image_size, grid).transpose(2, 0, 1, 3).reshape(joints, -1, 3)
+    gy, y0, y1 = axis_profile(kp[..., 1], grid.height, grid)  # (V, K, H)
+    gx, x0, x1 = axis_profile(kp[..., 0], grid.width, grid)  # (V, K, W)
+    amplitude = np.repeat(weights, persons, axis=1)[:, None, :] * kp[None, :, :, 2]  # (C, V, K)
+    heat = np.matmul(gy.transpose(0, 2, 1)[None] * amplitude[:, :, None, :], gx[None])
     if persons > 1:
-        _add_overlap_correction(heat, gy, gx, weights, grid)
+        present = (kp[..., 2] > 0) & (y0 <= y1) & (x0 <= x1)
+        supports = [a.reshape(joints, frames, persons) for a in (y0, y1, x0, x1, present)]
+        _add_overlap_correction(heat, kp[..., 2], gy, gx, supports, weights, grid)
     return heat
 
 
-def _add_overlap_correction(heat, gy, gx, weights, grid: Grid, chunk: int = 256) -> None:
-    """Turn the sum over persons into a max where two persons' blobs of a joint overlap."""
-    frames, persons, joints, _ = gy.shape
-    occupied_y, occupied_x = gy > 0, gx > 0  # (T, M, V, H), (T, M, V, W)
-    # Two blobs overlap iff their supports share a row and a column.
-    rows = np.einsum("tmvh,tnvh->tvmn", occupied_y, occupied_y, dtype=np.int32) > 0
-    cols = np.einsum("tmvw,tnvw->tvmn", occupied_x, occupied_x, dtype=np.int32) > 0
-    pair = rows & cols & ~np.eye(persons, dtype=bool)
-    t_idx, v_idx = np.nonzero(pair.any(axis=(2, 3)))
-    hw = grid.height * grid.width
-    flat = heat.reshape(heat.shape[0], joints, hw)
-    for start in range(0, len(t_idx), chunk):
-        t, v = t_idx[start:start + chunk], v_idx[start:start + chunk]
-        blobs = gy[t, :, v, :, None] * gx[t, :, v, None, :]  # (N, M, H, W)
-        diff = (blobs.max(axis=1) - blobs.sum(axis=1)).reshape(len(t), hw)
-        onehot = (v[None, :] == np.arange(joints)[:, None]).astype(np.float32)  # (V, N)
-        per_item = weights[:, t].T[:, :, None] * diff[:, None, :]  # (N, C, HW)
-        flat += np.matmul(onehot, per_item.reshape(len(t), -1)).reshape(
-            joints, -1, hw).transpose(1, 0, 2)  # fmt: skip
+def _add_overlap_correction(heat, conf, gy, gx, supports, weights, grid: Grid) -> None:
+    """Turn the sum over persons into a max where two persons' blobs of a joint overlap.
+
+    Only (joint, frame) pairs where two supports intersect are touched, and only inside the
+    bounding box of the persons involved: that is where max - sum can be non-zero.
+    """
+    y0, y1, x0, x1, present = supports  # (V, T, M) each
+    persons = y0.shape[-1]
+
+    def meets(lo, hi):  # (V, T, M, M): do the intervals of persons m and n intersect?
+        return (np.maximum(lo[..., :, None], lo[..., None, :])
+                <= np.minimum(hi[..., :, None], hi[..., None, :]))  # fmt: skip
+
+    pair = meets(y0, y1) & meets(x0, x1) & present[..., :, None] & present[..., None, :]
+    pair &= ~np.eye(persons, dtype=bool)
+    involved = pair.any(axis=-1)  # (V, T, M)
+    v, t = np.nonzero(involved.any(axis=-1))
+    if len(v) == 0:
+        return
+    inv = involved[v, t]  # (N, M)
+    box_y0 = np.where(inv, y0[v, t], grid.height).min(axis=1)
+    box_x0 = np.where(inv, x0[v, t], grid.width).min(axis=1)
+    box_y1 = np.where(inv, y1[v, t], -1).max(axis=1)
+    box_x1 = np.where(inv, x1[v, t], -1).max(axis=1)
+    rows = box_y0[:, None] + np.arange((box_y1 - box_y0).max() + 1)  # (N, Ph)
+    cols = box_x0[:, None] + np.arange((box_x1 - box_x0).max() + 1)  # (N, Pw)
+    row_ok, col_ok = rows <= box_y1[:, None], cols <= box_x1[:, None]
+    rows, cols = np.minimum(rows, grid.height - 1), np.minimum(cols, grid.width - 1)
+    k = t[:, None] * persons + np.arange(persons)  # (N, M) folded frame-person index
+    amp = conf[v[:, None], k][..., None] * row_ok[:, None]  # (N, M, Ph)
+    patch_y = gy[v[:, None, None], k[..., None], rows[:, None, :]] * amp
+    patch_x = gx[v[:, None, None], k[..., None], cols[:, None, :]] * col_ok[:, None]
+    blobs = patch_y[..., :, None] * patch_x[..., None, :]  # (N, M, Ph, Pw)
+    diff = blobs.max(axis=1) - blobs.sum(axis=1)  # zero outside the true box (masked)
+    channel = np.arange(heat.shape[0])[:, None, None, None]
+    np.add.at(heat, (channel, v[None, :, None, None], rows[None, :, :, None],
+                     cols[None, :, None, :]), weights[:, t, None, None] * diff[None])  # fmt: skip
 
 
 def aggregate_reference(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
