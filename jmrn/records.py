@@ -12,7 +12,9 @@ import numpy as np
 
 
 class ReadError(ValueError):
-    """A source file that cannot be used at all (wrong structure, truncated, unsafe)."""
+    """A dataset-level problem: a missing folder, an unusable or unsafe annotation file.
+
+    Damage confined to one video is a ``Skipped`` instead (see ``jmrn.ingest``)."""
 
 
 @dataclass

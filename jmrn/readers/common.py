@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from jmrn.records import ReadError
+
+# More frames than any video has (an hour at 30 fps): a larger span is a bad frame number, and
+# allocating it would exhaust memory instead of skipping one video.
+MAX_FRAME_SPAN = 108_000
 
 
 def class_names_from_file(path: str | Path) -> list[str]:
@@ -33,3 +39,37 @@ def find_single_file(raw_dir: Path, name: str | None, pattern: str) -> Path:
         raise ReadError(f"expected exactly one {pattern} in {raw_dir}, found "
                         f"{[p.name for p in found] or 'none'}; set the dataset's source.file")
     return found[0]
+
+
+def image_size_option(options: dict, default: tuple[int, int] | None) -> tuple[int, int]:
+    """``options["image_size"]`` as (H, W); absent without a default or malformed: ReadError."""
+    value = options.get("image_size") or default
+    if value is None:
+        raise ReadError("source.image_size [height, width] is required for this format: its "
+                        "files do not record the frame size")  # fmt: skip
+    try:
+        height, width = (int(s) for s in value)
+    except (TypeError, ValueError):
+        raise ReadError(f"image_size must be [height, width], got {value!r}") from None
+    if height <= 0 or width <= 0:
+        raise ReadError(f"image_size must be positive [height, width], got {value!r}")
+    return height, width
+
+
+def pack_persons(frame_of: np.ndarray, persons: np.ndarray, num_frames: int) -> np.ndarray:
+    """Scatter persons ``(N, V, 3)`` of frames ``frame_of`` (N,) into ``(T, M, V, 3)``.
+
+    Persons are untracked detections, so their order within a frame carries no identity; the
+    most confident comes first (stable for ties), which is what ST-GCN's feeder does. Slots of
+    frames with fewer persons, and frames with none, stay zero (= missing).
+    """
+    num_joints = persons.shape[1]
+    if len(persons) == 0:
+        return np.zeros((num_frames, 0, num_joints, 3), dtype=np.float32)
+    order = np.lexsort((-persons[..., 2].mean(axis=1), frame_of))  # lexsort is stable
+    frames = frame_of[order]
+    slots = np.arange(len(order)) - np.searchsorted(frames, frames, side="left")
+    out = np.zeros((num_frames, int(slots.max()) + 1, num_joints, 3), dtype=np.float32)
+    out[frames, slots] = persons[order]
+    out[..., :2][out[..., 2] == 0] = 0.0  # a joint with confidence 0 is missing: no position
+    return out

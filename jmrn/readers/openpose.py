@@ -1,0 +1,209 @@
+"""OpenPose ``--write_json`` output: one folder of per-frame JSON files per video.
+
+On disk::
+
+    raw_dir/<class>/<video>/<anything>_<frame:012d>_keypoints.json
+    raw_dir/splits/<split_name>.txt        optional, one video id per line
+
+Each frame file is ``{"version": ..., "people": [{"pose_keypoints_2d": [x0, y0, c0, ...]},
+...]}`` with x, y in pixels and ``people`` possibly empty (OpenPose 1.0's ``pose_keypoints``
+key is accepted too). A missing joint is ``0, 0, 0``. 54 numbers per person is the COCO-18
+model (layout ``openpose18``), 75 is BODY_25 (``openpose_body25``). The frame number is the
+last run of digits before ``_keypoints.json``; T spans the first to the last frame number, and
+frames without a file get zero confidence. Persons are not tracked by OpenPose, so within each
+frame they are ordered by mean confidence, descending (ST-GCN's rule); M is the most persons
+in any frame. Confidences slightly above 1 (real output) are left for ``check_video`` to clip.
+
+The video id is the video folder name (it must be unique across classes), the label the index
+of its class folder. Without a ``splits`` folder every video is in one split, ``all`` (a class
+folder cannot be named ``splits``). A video listed in a split file but absent on disk stays in
+the split (ingest counts it as missing).
+
+Options: ``image_size`` ([H, W], required: OpenPose JSON does not record the frame size),
+``class_names`` (text file, one class per line, index = line; default: the sorted class folder
+names; videos of a class folder absent from the file are skipped), ``layout`` (``auto``, the
+default, detects it from the first person found in the first frame files, which is cheap; a
+video whose persons have another number of values is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from jmrn.layouts import get_layout
+from jmrn.readers.common import (
+    MAX_FRAME_SPAN,
+    class_names_from_file,
+    image_size_option,
+    pack_persons,
+)
+from jmrn.records import ReadError, Skipped, SourceIndex, Video
+
+LAYOUT_BY_VALUES = {54: "openpose18", 75: "openpose_body25"}
+FRAME_SUFFIX = "_keypoints.json"
+FRAME_NUMBER = re.compile(r"(\d+)\D*$")  # the last run of digits
+SPLIT_DIR = "splits"
+DETECT_MAX_FILES = 50  # frame files opened at most to detect the layout
+
+
+def layout_option(options: dict) -> str | None:
+    """The layout forced by ``options["layout"]``, or None for ``auto``."""
+    layout = options.get("layout") or "auto"
+    if layout == "auto":
+        return None
+    if layout not in LAYOUT_BY_VALUES.values():
+        raise ReadError(f"layout {layout!r} is not an OpenPose layout; use one of "
+                        f"{sorted(LAYOUT_BY_VALUES.values())} or 'auto'")  # fmt: skip
+    return layout
+
+
+def _person_values(person: object) -> object:
+    """The flat keypoint list of one person (key of OpenPose >= 1.2, or of 1.0)."""
+    if not isinstance(person, dict):
+        return None
+    return person.get("pose_keypoints_2d", person.get("pose_keypoints"))
+
+
+def _frame_files(video_dir: Path) -> list[Path]:
+    return sorted(video_dir.glob("*" + FRAME_SUFFIX))
+
+
+def _detect_layout(entries: list[dict]) -> str:
+    """Layout from the first person found, opening as few frame files as possible."""
+    opened = 0
+    for entry in entries:
+        for path in _frame_files(Path(entry["dir"])):
+            if opened >= DETECT_MAX_FILES:
+                break
+            opened += 1
+            try:
+                people = json.loads(path.read_text()).get("people") or []
+            except (OSError, ValueError, AttributeError):
+                continue  # a damaged file: that video is skipped in load
+            for person in people:
+                values = _person_values(person)
+                if isinstance(values, list) and values:
+                    if len(values) not in LAYOUT_BY_VALUES:
+                        raise ReadError(
+                            f"{path}: {len(values)} values per person matches no OpenPose "
+                            "layout (54 = COCO-18, 75 = BODY_25); set the dataset's source.layout"
+                        )
+                    return LAYOUT_BY_VALUES[len(values)]
+        if opened >= DETECT_MAX_FILES:
+            break
+    raise ReadError(f"no person in the first {opened} frame files of {entries[0]['dir']} and "
+                    "after; cannot detect the layout: set the dataset's source.layout")  # fmt: skip
+
+
+def _read_splits(split_dir: Path) -> dict[str, list[str]]:
+    files = sorted(p for p in split_dir.glob("*.txt") if p.is_file())
+    if not files:
+        raise ReadError(f"split directory {split_dir} has no <split_name>.txt files")
+    splits = {}
+    for path in files:
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise ReadError(f"split file {path} lists no video")
+        splits[path.stem] = ids
+    return splits
+
+
+def index(raw_dir: Path, options: dict) -> SourceIndex:
+    """Class and video folders, split files, and the few frame files the layout needs."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ReadError(f"raw directory {raw_dir} does not exist")
+    image_size = image_size_option(options, None)
+    forced_layout = layout_option(options)
+    class_dirs = sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and p.name != SPLIT_DIR)
+    if options.get("class_names"):
+        class_names = class_names_from_file(options["class_names"])
+    else:
+        class_names = class_dirs
+    label_of = {name: k for k, name in enumerate(class_names)}
+    entries, seen = [], {}
+    for class_name in class_dirs:
+        for video_dir in sorted(p for p in (raw_dir / class_name).iterdir() if p.is_dir()):
+            if video_dir.name in seen:
+                raise ReadError(
+                    f"video id {video_dir.name!r} appears twice: "
+                    f"{seen[video_dir.name]} and {video_dir}"
+                )
+            seen[video_dir.name] = video_dir
+            entries.append({
+                "video_id": video_dir.name,
+                "dir": str(video_dir),
+                "class_name": class_name,
+                "label": label_of.get(class_name),
+                "image_size": image_size,
+            })  # fmt: skip
+    if not entries:
+        raise ReadError(f"no video folders found in {raw_dir}/<class>/")
+    layout = forced_layout or _detect_layout(entries)
+    values = 3 * get_layout(layout).num_joints
+    for entry in entries:
+        entry["layout"], entry["values"] = layout, values
+    split_dir = raw_dir / SPLIT_DIR
+    if split_dir.is_dir():
+        splits = _read_splits(split_dir)
+    else:
+        splits = {"all": [entry["video_id"] for entry in entries]}
+    return SourceIndex(layout, class_names, False, splits, entries, parallel=True)
+
+
+def load(entry: dict) -> Video | Skipped:
+    """One video folder's frame files as (T, M, V, 3), or why it cannot be used."""
+    video_id, source = entry["video_id"], entry["dir"]
+
+    def skip(reason: str) -> Skipped:
+        return Skipped(video_id, source, reason)
+
+    if entry["label"] is None:
+        return skip(f"unknown label: class folder {entry['class_name']!r} is not in the "
+                    "class list")  # fmt: skip
+    files = _frame_files(Path(source))
+    if not files:
+        return skip(f"no *{FRAME_SUFFIX} frame files in the video folder")
+    numbers = []
+    for path in files:
+        match = FRAME_NUMBER.search(path.name[: -len(FRAME_SUFFIX)])
+        if match is None:
+            return skip(f"{path.name}: no frame number before {FRAME_SUFFIX}")
+        numbers.append(int(match.group(1)))
+    if len(set(numbers)) != len(numbers):
+        return skip("two frame files have the same frame number")
+    frame_of, values = [], []
+    for number, path in zip(numbers, files, strict=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
+            return skip(f"cannot parse {path.name} ({type(error).__name__}: {error})")
+        people = data.get("people") if isinstance(data, dict) else None
+        if not isinstance(people, list):
+            return skip(f"{path.name} has no 'people' list")
+        for k, person in enumerate(people):
+            person_values = _person_values(person)
+            if not isinstance(person_values, list):
+                return skip(f"{path.name}: person {k} has no pose_keypoints_2d list")
+            if len(person_values) != entry["values"]:
+                found = LAYOUT_BY_VALUES.get(len(person_values), "no known layout")
+                return skip(f"{path.name}: person {k} has {len(person_values)} values "
+                            f"({found}), the dataset's layout {entry['layout']} has "
+                            f"{entry['values']}")  # fmt: skip
+            values.append(person_values)
+        frame_of += [number] * len(people)
+    try:
+        persons = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        return skip(f"non-numeric keypoint values ({error})")
+    persons = persons.reshape(len(values), entry["values"] // 3, 3)
+    first = min(numbers)
+    if max(numbers) - first + 1 > MAX_FRAME_SPAN:
+        return skip(f"frame numbers {first}..{max(numbers)} span more than {MAX_FRAME_SPAN} frames")
+    keypoints = pack_persons(np.asarray(frame_of, dtype=np.int64) - first, persons,
+                             max(numbers) - first + 1)  # fmt: skip
+    return Video(video_id, keypoints, tuple(entry["image_size"]), (entry["label"],), source)

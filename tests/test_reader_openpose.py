@@ -1,0 +1,253 @@
+"""OpenPose ``--write_json`` reader: the real COCO-18 folder, and small datasets in tmp."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jmrn.readers import get_reader, openpose
+from jmrn.records import ReadError, Skipped, Video, check_video
+
+SIZE = {"image_size": [256, 340]}
+
+
+def person(num_joints: int, conf: float, base: float = 10.0) -> list[float]:
+    """Flat [x, y, c] * V with x = base + j, y = base + 100 + j (j = joint)."""
+    xyc = np.stack([base + np.arange(num_joints), base + 100 + np.arange(num_joints),
+                    np.full(num_joints, conf)], axis=1)  # fmt: skip
+    return [round(float(v), 4) for v in xyc.ravel()]
+
+
+def write_frame(video_dir: Path, frame: int, people: list[list[float]], prefix: str = "") -> Path:
+    video_dir.mkdir(parents=True, exist_ok=True)
+    path = video_dir / f"{prefix or video_dir.name}_{frame:012d}_keypoints.json"
+    data = {"version": 1.3, "people": [{"person_id": [-1], "pose_keypoints_2d": p,
+                                        "face_keypoints_2d": []} for p in people]}  # fmt: skip
+    path.write_text(json.dumps(data))
+    return path
+
+
+def make_dataset(raw: Path) -> Path:
+    """Class ``lift``: a COCO-18 video with gaps, an empty frame and two persons, and a clean
+    one; class ``run``: a BODY_25 video, a truncated file, no files, mixed lengths."""
+    gap = raw / "lift" / "gap"
+    write_frame(gap, 0, [person(18, 0.9)])
+    write_frame(gap, 1, [])  # OpenPose writes a file with no people
+    write_frame(gap, 3, [person(18, 0.3, base=50), person(18, 0.8, base=70)])  # 2 missing
+    clean = raw / "lift" / "clean"
+    for t in range(4):
+        write_frame(clean, t, [person(18, 0.5 + t / 10, base=t)])
+    write_frame(raw / "run" / "body25", 0, [person(25, 0.7)])
+    truncated = raw / "run" / "truncated"
+    write_frame(truncated, 0, [person(18, 0.9)])
+    text = write_frame(truncated, 1, [person(18, 0.9)]).read_text()
+    (truncated / f"truncated_{1:012d}_keypoints.json").write_text(text[: len(text) // 2])
+    (raw / "run" / "nofiles").mkdir(parents=True)
+    write_frame(raw / "run" / "mixed", 0, [person(18, 0.9)])
+    write_frame(raw / "run" / "mixed", 1, [person(25, 0.9)])
+    (raw / "splits").mkdir()
+    (raw / "splits" / "train.txt").write_text("gap\nbody25\ntruncated\n")
+    (raw / "splits" / "test.txt").write_text("clean\nnofiles\nmixed\nnot_on_disk\n\n")
+    return raw
+
+
+def load_all(index) -> dict[str, Video | Skipped]:
+    return {e["video_id"]: openpose.load(pickle.loads(pickle.dumps(e))) for e in index.entries}
+
+
+def reference(video_dir: Path) -> np.ndarray:
+    """Plain-loop parse of a single-person, contiguous, 0-based COCO-18 folder."""
+    files = sorted(video_dir.glob("*_keypoints.json"))
+    out = np.zeros((len(files), 1, 18, 3))
+    for t, path in enumerate(files):
+        assert path.name.endswith(f"_{t:012d}_keypoints.json")
+        people = json.loads(path.read_text())["people"]
+        assert len(people) <= 1
+        for p in people:
+            out[t, 0] = np.reshape(p["pose_keypoints_2d"], (18, 3))
+    return out
+
+
+def test_dispatch():
+    assert get_reader("openpose_json") is openpose
+
+
+def test_real_clean_and_jerk(shared_data: Path, tmp_path: Path):
+    real = shared_data / "formats" / "openpose_coco18" / "clean_and_jerk"
+    (tmp_path / "weightlifting").mkdir()
+    (tmp_path / "weightlifting" / "clean_and_jerk").symlink_to(real, target_is_directory=True)
+    index = openpose.index(tmp_path, SIZE)
+    assert index.layout == "openpose18" and index.class_names == ["weightlifting"]
+    assert index.splits == {"all": ["clean_and_jerk"]} and index.multi_label is False
+    (video,) = load_all(index).values()
+    assert isinstance(video, Video), video
+    assert video.keypoints.shape == (300, 1, 18, 3) and video.keypoints.dtype == np.float32
+    np.testing.assert_allclose(video.keypoints[0, 0, 0], (173.482, 86.6174, 0.897493), rtol=1e-6)
+    np.testing.assert_allclose(video.keypoints, reference(real), rtol=1e-6)
+    assert video.image_size == (256, 340) and video.labels == (0,) and video.boxes is None
+    assert video.source == str(tmp_path / "weightlifting" / "clean_and_jerk")
+    assert isinstance(check_video(video, 18, 1, False), Video)
+
+
+def test_dataset_index(tmp_path: Path):
+    index = openpose.index(make_dataset(tmp_path), SIZE)
+    assert index.layout == "openpose18"  # from the first frame of the first video (lift/clean)
+    assert index.class_names == ["lift", "run"]
+    assert index.splits == {"train": ["gap", "body25", "truncated"],
+                            "test": ["clean", "nofiles", "mixed", "not_on_disk"]}  # fmt: skip
+    assert sorted(e["video_id"] for e in index.entries) == [
+        "body25", "clean", "gap", "mixed", "nofiles", "truncated"]  # fmt: skip
+
+
+def test_gaps_empty_frames_and_person_order(tmp_path: Path):
+    videos = load_all(openpose.index(make_dataset(tmp_path), SIZE))
+    gap = videos["gap"]
+    assert isinstance(gap, Video) and gap.labels == (0,) and gap.image_size == (256, 340)
+    kp = gap.keypoints
+    assert kp.shape == (4, 2, 18, 3)  # frames 0..3 (2 has no file), at most 2 persons
+    assert (kp[1:3] == 0).all()  # the empty-people frame and the missing frame
+    assert (kp[0, 1] == 0).all()  # frame 0 has one person: the second slot is empty
+    np.testing.assert_allclose(kp[0, 0, 4], (14, 114, 0.9), rtol=1e-6)
+    # frame 3: the more confident person (written second) comes first
+    np.testing.assert_allclose(kp[3, :, 0], [(70, 170, 0.8), (50, 150, 0.3)], rtol=1e-6)
+    clean = videos["clean"]
+    assert clean.keypoints.shape == (4, 1, 18, 3)
+    np.testing.assert_allclose(clean.keypoints[:, 0, 2, 2], [0.5, 0.6, 0.7, 0.8], rtol=1e-6)
+
+
+def test_bad_videos_skipped(tmp_path: Path):
+    videos = load_all(openpose.index(make_dataset(tmp_path), SIZE))
+    reasons = {vid: v.reason for vid, v in videos.items() if isinstance(v, Skipped)}
+    assert sorted(reasons) == ["body25", "mixed", "nofiles", "truncated"]
+    assert "75 values" in reasons["body25"] and "openpose_body25" in reasons["body25"]
+    assert "truncated_000000000001_keypoints.json" in reasons["truncated"]
+    assert "no *_keypoints.json" in reasons["nofiles"]
+    assert "mixed_000000000001_keypoints.json: person 0 has 75 values" in reasons["mixed"]
+    assert videos["truncated"].source == str(tmp_path / "run" / "truncated")
+
+
+def test_body25_dataset(tmp_path: Path):
+    write_frame(tmp_path / "run" / "v", 0, [person(25, 0.7)])
+    write_frame(tmp_path / "run" / "v", 2, [person(25, 0.6)])
+    write_frame(tmp_path / "run" / "w", 0, [person(18, 0.6)])
+    index = openpose.index(tmp_path, SIZE)
+    assert index.layout == "openpose_body25" and index.splits == {"all": ["v", "w"]}
+    videos = load_all(index)
+    assert videos["v"].keypoints.shape == (3, 1, 25, 3)
+    assert isinstance(videos["w"], Skipped) and "54 values" in videos["w"].reason
+
+
+def test_layout_option(tmp_path: Path):
+    index = openpose.index(make_dataset(tmp_path), {**SIZE, "layout": "openpose_body25"})
+    assert index.layout == "openpose_body25"
+    videos = load_all(index)
+    assert isinstance(videos["body25"], Video) and isinstance(videos["clean"], Skipped)
+    with pytest.raises(ReadError, match="layout"):
+        openpose.index(tmp_path, {**SIZE, "layout": "coco17"})
+
+
+def test_layout_detected_past_empty_frames(tmp_path: Path):
+    for t in range(3):
+        write_frame(tmp_path / "a" / "v", t, [])
+    write_frame(tmp_path / "a" / "v", 3, [person(25, 0.5)])
+    assert openpose.index(tmp_path, SIZE).layout == "openpose_body25"
+
+
+def test_no_person_anywhere(tmp_path: Path):
+    write_frame(tmp_path / "a" / "v", 0, [])
+    with pytest.raises(ReadError, match="source.layout"):
+        openpose.index(tmp_path, SIZE)
+    video = openpose.load(openpose.index(tmp_path, {**SIZE, "layout": "openpose18"}).entries[0])
+    assert isinstance(video, Video) and video.keypoints.shape == (1, 0, 18, 3)
+    assert isinstance(check_video(video, 18, 1, False), Skipped)
+
+
+def test_frame_number_is_last_digit_run(tmp_path: Path):
+    video_dir = tmp_path / "a" / "cam2_take7"
+    write_frame(video_dir, 5, [person(18, 0.5, base=5)], prefix="cam2_take7")
+    write_frame(video_dir, 6, [person(18, 0.5, base=6)], prefix="cam2_take7")
+    video = load_all(openpose.index(tmp_path, SIZE))["cam2_take7"]
+    assert video.keypoints.shape == (2, 1, 18, 3)  # frames 5..6, not 2 or 7
+    np.testing.assert_allclose(video.keypoints[:, 0, 0, 0], [5, 6])
+    (video_dir / "extra_keypoints.json").write_text('{"people": []}')
+    skipped = load_all(openpose.index(tmp_path, SIZE))["cam2_take7"]
+    assert isinstance(skipped, Skipped) and "frame number" in skipped.reason
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ('{"version": 1.3}', "no 'people'"),
+        ('{"people": [{"face_keypoints_2d": []}]}', "no pose_keypoints_2d"),
+        ('{"people": [{"pose_keypoints_2d": [1, 2, 3]}]}', "3 values"),
+        ("[1, 2]", "no 'people'"),
+        ("", "cannot parse"),
+    ],
+)
+def test_malformed_frame_skipped(tmp_path: Path, content: str, reason: str):
+    write_frame(tmp_path / "a" / "v", 0, [person(18, 0.5)])
+    write_frame(tmp_path / "a" / "w", 0, [person(18, 0.5)])
+    (tmp_path / "a" / "w" / f"w_{1:012d}_keypoints.json").write_text(content)
+    videos = load_all(openpose.index(tmp_path, SIZE))
+    assert isinstance(videos["v"], Video)
+    assert isinstance(videos["w"], Skipped) and reason in videos["w"].reason
+
+
+def test_old_pose_keypoints_key_and_missing_joint(tmp_path: Path):
+    values = person(18, 0.5)
+    values[3:6] = [0, 0, 0]  # joint 1 not detected
+    path = tmp_path / "a" / "v" / f"v_{0:012d}_keypoints.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 1.0, "people": [{"pose_keypoints": values}]}))
+    video = load_all(openpose.index(tmp_path, SIZE))["v"]
+    assert (video.keypoints[0, 0, 1] == 0).all() and video.keypoints[0, 0, 0, 2] == 0.5
+
+
+def test_confidence_above_one_left_for_check_video(tmp_path: Path):
+    write_frame(tmp_path / "a" / "v", 0, [person(18, 1.02)])
+    video = load_all(openpose.index(tmp_path, SIZE))["v"]
+    assert video.keypoints[..., 2].max() == pytest.approx(1.02)
+    assert check_video(video, 18, 1, False).keypoints[..., 2].max() == 1.0
+
+
+def test_class_names_option(tmp_path: Path):
+    raw = make_dataset(tmp_path)
+    names = tmp_path / "classes.txt"
+    names.write_text("swim\nlift\n")
+    index = openpose.index(raw, {**SIZE, "class_names": str(names)})
+    assert index.class_names == ["swim", "lift"]
+    videos = load_all(index)
+    assert videos["clean"].labels == (1,)
+    assert isinstance(videos["nofiles"], Skipped) and "'run'" in videos["nofiles"].reason
+
+
+def test_dataset_level_errors(tmp_path: Path):
+    with pytest.raises(ReadError, match="image_size"):
+        openpose.index(make_dataset(tmp_path / "a"), {})
+    with pytest.raises(ReadError, match="does not exist"):
+        openpose.index(tmp_path / "nowhere", SIZE)
+    (tmp_path / "b" / "lift").mkdir(parents=True)
+    with pytest.raises(ReadError, match="no video"):
+        openpose.index(tmp_path / "b", SIZE)
+    raw = make_dataset(tmp_path / "c")
+    (raw / "splits" / "val.txt").write_text("\n")
+    with pytest.raises(ReadError, match="val.txt"):
+        openpose.index(raw, SIZE)
+    for path in (raw / "splits").iterdir():
+        path.unlink()
+    with pytest.raises(ReadError, match="splits"):
+        openpose.index(raw, SIZE)
+    write_frame(raw / "run" / "gap", 0, [person(18, 0.5)])
+    with pytest.raises(ReadError, match="'gap' appears twice"):
+        openpose.index(raw, SIZE)
+
+
+def test_absurd_frame_span_skipped(tmp_path: Path):
+    write_frame(tmp_path / "a" / "v", 0, [person(18, 0.5)])
+    write_frame(tmp_path / "a" / "v", 10**9, [person(18, 0.5)])
+    skipped = load_all(openpose.index(tmp_path, SIZE))["v"]
+    assert isinstance(skipped, Skipped) and "span more than" in skipped.reason
