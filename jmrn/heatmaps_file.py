@@ -98,13 +98,24 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         jobs = (delayed(_render_chunk)(keypoints_path, idx, grid, channels, discretisation,
                                        dtype) for idx in chunks)  # fmt: skip
         results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        nonzero = 0
         for indices, heat, max_norm in results:
             heat_ds[indices[0]:indices[-1] + 1] = heat
             max_ds[indices[0]:indices[-1] + 1] = max_norm
+            nonzero += int(np.count_nonzero(heat))
             if progress is not None:
                 progress(len(indices))
-    return {"videos": int(n), "shape": list(shape), "dtype": dtype,
-            "frames_total": int(num_frames.sum())}  # fmt: skip
+        peak_area = max_ds[:] / f["area_norm"][:][:, :, None]
+    return {
+        "videos": int(n),
+        "shape": list(shape),
+        "dtype": dtype,
+        "mean_frames": float(num_frames.mean()),
+        # fraction of grid cells with any heat: grows with sigma and with motion
+        "occupancy": nonzero / (n * int(np.prod(shape))),
+        # mean over videos, channels, joints of the area-normalised peak: 1 = never moved
+        "mean_area_peak": float(peak_area.mean()),
+    }
 
 
 class HeatmapsFile:

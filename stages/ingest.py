@@ -16,5 +16,7 @@ with tqdm(desc=f"ingest {name}", unit="video") as bar:
                     max_skipped_fraction=settings["max_skipped_fraction"],
                     n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
 write_json(f"reports/{name}/ingest.json", report)
+counts = ("videos_read", "kept", "skipped", "skipped_by_reason", "classes", "splits")
+write_json(f"metrics/{name}/ingest.json", {k: report[k] for k in counts})
 print(f"ingest {name}: read {report['videos_read']}, kept {report['kept']}, "
       f"skipped {report['skipped']} {report['skipped_by_reason'] or ''}; splits {report['splits']}")

@@ -1,0 +1,104 @@
+"""The DVC pipeline end to end on the built-in synthetic dataset, in a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+
+from jmrn.heatmaps_file import HeatmapsFile
+from jmrn.keypoints_file import KeypointsFile
+
+COPIED = ["jmrn", "stages", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config",
+          ".gitignore", "data/README.md"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is needed by dvc")
+    root = tmp_path_factory.mktemp("project")
+    for name in COPIED:
+        src, dst = PROJECT_ROOT / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["datasets"]["synthetic"]["generator"]["videos_per_class"] = 8  # keep the test quick
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(root, "git", "init", "-q")
+    return root
+
+
+def project_env(root: Path) -> dict:
+    """Run stages with this interpreter and the copied package, as an activated venv would."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return dict(os.environ, PYTHONPATH=str(root), PATH=path)
+
+
+def run(root: Path, *cmd: str) -> str:
+    proc = subprocess.run(cmd, cwd=root, env=project_env(root), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def test_repro_builds_the_synthetic_cache_then_does_nothing(project):
+    out = run(project, "dvc", "repro", "heatmaps")
+    for stage in ("synthesize", "ingest", "heatmaps"):
+        assert f"Running stage '{stage}'" in out
+    report = json.loads((project / "reports/synthetic/ingest.json").read_text())
+    assert report["kept"] == report["videos_read"] == 80 and report["classes"] == 10
+    assert report["layout"] == "coco17_neck" and report["source_layout"] == "coco17"
+    with KeypointsFile(project / "data/synthetic/keypoints.h5") as kf:
+        assert len(kf) == 80 and sorted(kf.splits) == ["test", "train"]
+    with HeatmapsFile(project / "data/synthetic/heatmaps.h5") as hf:
+        assert hf.heatmaps.shape == (80, 3, 18, 64, 86)
+        assert float(hf.heatmaps[0].max()) > 0
+    assert (project / "plots/synthetic/heatmaps.png").stat().st_size > 1000
+    cache = project / "data/synthetic/heatmaps.h5"
+    before = cache.stat().st_mtime_ns
+    again = run(project, "dvc", "repro", "heatmaps")
+    assert "Running stage" not in again
+    assert cache.stat().st_mtime_ns == before
+
+
+def test_heatmap_param_reruns_only_heatmaps(project):
+    run(project, "dvc", "repro", "heatmaps")
+    keypoints = project / "data/synthetic/keypoints.h5"
+    before = keypoints.stat().st_mtime_ns
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["heatmap"]["sigma"] = 1.5  # top-level override of the dataset's sigma
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(project, "dvc", "repro", "heatmaps")
+    assert "Running stage 'heatmaps'" in out and "Running stage 'ingest'" not in out
+    assert keypoints.stat().st_mtime_ns == before
+    with HeatmapsFile(project / "data/synthetic/heatmaps.h5") as hf:
+        assert hf.file.attrs["sigma"] == 1.5
+
+
+def test_unbuilt_dataset_fails_with_a_clear_message(project):
+    (project / "data/raw/charades").mkdir(parents=True, exist_ok=True)
+    (project / "data/raw/charades/Charades_v1_train.csv").write_text("id,actions\n")
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["dataset"] = "charades"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        proc = subprocess.run(["dvc", "repro", "ingest"], cwd=project, env=project_env(project),
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        params_path.write_text(original)
+    assert proc.returncode != 0
+    assert "format 'charades_csv'" in proc.stdout + proc.stderr
+    assert "no reader in this version" in proc.stdout + proc.stderr
