@@ -129,10 +129,17 @@ def aggregate(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
     kp = to_grid(keypoints, image_size, grid).transpose(2, 0, 1, 3).reshape(joints, -1, 3)
     gy, y0, y1 = axis_profile(kp[..., 1], grid.height, grid)  # (V, K, H)
     gx, x0, x1 = axis_profile(kp[..., 0], grid.width, grid)  # (V, K, W)
+    present = (kp[..., 2] > 0) & (y0 <= y1) & (x0 <= x1)
+    heat = np.zeros((channels, joints, grid.height, grid.width), dtype=np.float32)
+    if not present.any():
+        return heat
+    # Only the rows and columns that some blob of this video touches take part in the product.
+    rows = slice(y0[present].min(), y1[present].max() + 1)
+    cols = slice(x0[present].min(), x1[present].max() + 1)
     amplitude = np.repeat(weights, persons, axis=1)[:, None, :] * kp[None, :, :, 2]  # (C, V, K)
-    heat = np.matmul(gy.transpose(0, 2, 1)[None] * amplitude[:, :, None, :], gx[None])
+    lhs = gy[:, :, rows].transpose(0, 2, 1)[None] * amplitude[:, :, None, :]  # (C, V, h, K)
+    heat[:, :, rows, cols] = np.matmul(lhs, gx[None, :, :, cols])
     if persons > 1:
-        present = (kp[..., 2] > 0) & (y0 <= y1) & (x0 <= x1)
         supports = [a.reshape(joints, frames, persons) for a in (y0, y1, x0, x1, present)]
         _add_overlap_correction(heat, kp[..., 2], gy, gx, supports, weights, grid)
     return heat

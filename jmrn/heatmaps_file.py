@@ -21,22 +21,23 @@ against ``max`` never rebuilds this file.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
-from joblib import Parallel, delayed
 
 from jmrn.heatmaps import Grid, aggregate, temporal_weights
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
+from jmrn.parallel import ordered_map
 
 FORMAT_VERSION = 1
 KIND = "jmrn.heatmaps"
 _REQUIRED = ("video_id", "num_frames", "label", "labels", "heatmaps", "area_norm", "max_norm")
 
 
-def _render_chunk(keypoints_path: str, indices: np.ndarray, grid: Grid, channels: int,
+def _render_chunk(keypoints_path: str, indices: np.ndarray, *, grid: Grid, channels: int,
                   discretisation: str, dtype: str):  # fmt: skip
     """Worker: render a run of videos, reading them from the keypoints file itself."""
     with KeypointsFile(keypoints_path) as kf:
@@ -51,12 +52,12 @@ def _render_chunk(keypoints_path: str, indices: np.ndarray, grid: Grid, channels
 
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
                    channels: int = 3, discretisation: str = "code", dtype: str = "float16",
-                   compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 32,
+                   compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 16,
                    progress=None) -> dict:  # fmt: skip
     """Render every video of a keypoints.h5 into heatmaps.h5, streaming and in parallel.
 
-    Workers each render ``chunk_videos`` videos at a time; at most a few chunks are in flight
-    (joblib's pre-dispatch), so memory depends on the chunk size, not on the dataset size.
+    Workers each render ``chunk_videos`` videos at a time, a few chunks per worker at once
+    (``ordered_map``), so memory depends on the chunk size, not on the dataset size.
     The output appears atomically at ``out_path`` only once complete. Returns a summary.
     """
     keypoints_path = str(keypoints_path)
@@ -95,9 +96,9 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
                                    chunks=(1, *shape), compression=compression)  # fmt: skip
         max_ds = f.create_dataset("max_norm", shape=(n, channels, joints), dtype="float32")
         chunks = [np.arange(s, min(s + chunk_videos, n)) for s in range(0, n, chunk_videos)]
-        jobs = (delayed(_render_chunk)(keypoints_path, idx, grid, channels, discretisation,
-                                       dtype) for idx in chunks)  # fmt: skip
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        render = partial(_render_chunk, keypoints_path, grid=grid, channels=channels,
+                         discretisation=discretisation, dtype=dtype)  # fmt: skip
+        results = ordered_map(render, chunks, n_jobs)
         nonzero = 0
         for indices, heat, max_norm in results:
             heat_ds[indices[0]:indices[-1] + 1] = heat

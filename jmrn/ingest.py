@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsWriter
 from jmrn.layouts import convert, get_layout
+from jmrn.parallel import ordered_map
 from jmrn.readers import get_reader
 from jmrn.records import ReadError, Skipped, Video, check_video
 
@@ -60,11 +60,8 @@ def ingest(
     convert(np.zeros((1, source.num_joints, 3), np.float32), source, target)  # fail early
     num_classes = len(index.class_names)
 
-    if index.parallel and n_jobs != 1:
-        loaded = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=16)(
-            delayed(reader.load)(entry) for entry in index.entries)  # fmt: skip
-    else:
-        loaded = (reader.load(entry) for entry in index.entries)
+    loaded = ordered_map(reader.load, index.entries, n_jobs if index.parallel else 1,
+                         tasks_per_worker=64)  # fmt: skip
 
     kept_ids: dict[str, int] = {}
     skipped: list[Skipped] = []
