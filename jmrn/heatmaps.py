@@ -204,6 +204,15 @@ def aggregate_reference(keypoints: np.ndarray, image_size: tuple[int, int], grid
     return heat
 
 
+def hflip(heat: np.ndarray, flip_permutation: np.ndarray) -> np.ndarray:
+    """Mirror (..., C, V, H, W) heatmaps left-right and swap left/right joints.
+
+    This is the representation of the mirrored video: there, the person's left wrist is
+    where the right wrist was, mirrored. ``flip_permutation`` comes from the layout.
+    """
+    return heat[..., flip_permutation, :, ::-1]
+
+
 def normalise(heat: np.ndarray, area_norm: np.ndarray, max_norm: np.ndarray,
               method: str) -> np.ndarray:  # fmt: skip
     """Apply a normalisation to (..., C, V, H, W) heatmaps with the stored normalisers.

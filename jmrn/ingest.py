@@ -57,7 +57,11 @@ def ingest(
     index = reader.index(raw_dir, dict(options or {}))
     source = get_layout(index.layout)
     target = get_layout(layout) if layout else source
-    convert(np.zeros((1, source.num_joints, 3), np.float32), source, target)  # fail early
+    try:  # fail before reading any video
+        convert(np.zeros((1, source.num_joints, 3), np.float32), source, target)
+    except ValueError as err:
+        raise ReadError(f"{err}; set datasets.{dataset}.layout to null to keep the "
+                        f"{source.name!r} layout of the raw files") from err  # fmt: skip
     num_classes = len(index.class_names)
 
     loaded = ordered_map(reader.load, index.entries, n_jobs if index.parallel else 1,

@@ -66,6 +66,8 @@ class KeypointsWriter:
                                        "offset", "image_size", "labels")}  # fmt: skip
 
     def add(self, video: Video) -> None:
+        if video.boxes is not None and self.boxes is None:
+            self._create_boxes()  # flushes what came before, whose boxes are unknown (NaN)
         frames, persons = video.keypoints.shape[:2]
         self.meta["video_id"].append(video.video_id)
         self.meta["source"].append(video.source)
@@ -75,8 +77,6 @@ class KeypointsWriter:
         self.meta["image_size"].append(video.image_size)
         self.meta["labels"].append(video.labels)
         self._kp_buffer.append(video.keypoints.reshape(frames * persons, -1, 3))
-        if video.boxes is not None and self.boxes is None:
-            self._create_boxes()
         boxes = video.boxes if video.boxes is not None else np.full((frames, persons, 4), np.nan)
         self._box_buffer.append(np.asarray(boxes, np.float32).reshape(frames * persons, 4))
         self._buffered += frames * persons

@@ -10,10 +10,12 @@ from jmrn.heatmaps import (
     TooShortError,
     aggregate,
     aggregate_reference,
+    hflip,
     normalise,
     temporal_weights,
     to_grid,
 )
+from jmrn.layouts import get_layout
 
 IMAGE = (240, 320)
 
@@ -148,3 +150,21 @@ def test_flip_of_the_input_mirrors_the_representation():
     grid = Grid(height=64, width=86)
     np.testing.assert_allclose(aggregate(mirrored, IMAGE, grid),
                                aggregate(kp, IMAGE, grid)[..., ::-1], atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout_name", ["coco17_neck", "openpose18", "jhmdb15", "ntu25"])
+def test_hflip_equals_rendering_the_mirrored_video(layout_name):
+    """Mirroring a video swaps which joint is left and right: hflip must do the same."""
+    layout = get_layout(layout_name)
+    rng = np.random.default_rng(7)
+    kp = random_keypoints(rng, 9, 2, layout.num_joints)
+    perm = layout.flip_permutation()
+    mirrored = kp[:, :, perm].copy()  # the mirrored person's left wrist is the old right one
+    mirrored[..., 0] = np.where(mirrored[..., 2] > 0, 320 - mirrored[..., 0], 0)
+    grid = Grid(height=64, width=86)
+    original = aggregate(kp, IMAGE, grid)
+    np.testing.assert_allclose(hflip(original, perm), aggregate(mirrored, IMAGE, grid),
+                               atol=1e-5)  # fmt: skip
+    # and it really swaps: the left wrist map of the flip is the mirrored right wrist map
+    left, right = layout.index("left_wrist"), layout.index("right_wrist")
+    np.testing.assert_array_equal(hflip(original, perm)[:, left], original[:, right, :, ::-1])

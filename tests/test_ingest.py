@@ -12,9 +12,10 @@ from jmrn import heatmaps_file
 from jmrn.heatmaps import Grid, aggregate, temporal_weights
 from jmrn.heatmaps_file import HeatmapsFile, build_heatmaps
 from jmrn.ingest import ingest
-from jmrn.keypoints_file import KeypointsFile
+from jmrn.keypoints_file import KeypointsFile, KeypointsWriter
+from jmrn.layouts import get_layout
 from jmrn.readers import pyskl
-from jmrn.records import ReadError
+from jmrn.records import ReadError, Video
 
 
 def annotation(name, label, frames=12, persons=1, seed=0):
@@ -79,6 +80,12 @@ def test_too_many_skips_fail_loudly(raw_dir, tmp_path):
     with pytest.raises(ReadError, match="4 of 12 videos skipped"):
         run_ingest(raw_dir, tmp_path / "k.h5", max_skipped_fraction=0.2)
     assert not list(tmp_path.glob("k.h5*")) and not list(tmp_path.glob(".k.h5*"))
+
+
+def test_unconvertible_layout_is_caught_before_reading(raw_dir, tmp_path):
+    with pytest.raises(ReadError, match="'coco17' to 'jhmdb15'.*datasets.t.layout to null"):
+        ingest("pyskl", raw_dir, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1)
+    assert not (tmp_path / "k.h5").exists()
 
 
 def test_missing_raw_dir_and_unbuilt_format(tmp_path):
@@ -157,3 +164,22 @@ def test_readers_reject_files_of_another_kind(raw_dir, tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="junk.h5: not a readable HDF5"):
         KeypointsFile(tmp_path / "junk.h5")
+
+
+def test_writer_stores_optional_boxes_and_multi_labels(tmp_path):
+    path = tmp_path / "k.h5"
+    writer = KeypointsWriter(path, dataset="t", source_format="x", layout="coco17",
+                             joint_names=list(get_layout("coco17").joints),
+                             class_names=["a", "b", "c"], multi_label=True)  # fmt: skip
+    kp = np.ones((4, 2, 17, 3), np.float32)
+    boxes = np.arange(4 * 2 * 4, dtype=np.float32).reshape(4, 2, 4)
+    writer.add(Video("no_boxes", kp[:3, :1], (240, 320), (0, 2), "s"))
+    writer.add(Video("boxes", kp, (240, 320), (), "s", boxes=boxes))
+    writer.close({"all": [1, 0]})
+    with KeypointsFile(path) as kf:
+        assert kf.multi_label and kf.label.tolist() == [-1, -1]
+        assert kf.labels.tolist() == [[True, False, True], [False, False, False]]
+        assert kf.splits["all"].tolist() == [0, 1]
+        stored = kf.file["boxes"]
+        assert stored.shape == (3 + 8, 4) and np.isnan(stored[:3]).all()
+        np.testing.assert_array_equal(stored[3:].reshape(4, 2, 4), boxes)
