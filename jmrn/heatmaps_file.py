@@ -27,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jmrn.h5file import ValidatedH5
 from jmrn.heatmaps import Grid, aggregate, temporal_weights
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
@@ -119,52 +120,20 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
     }
 
 
-class HeatmapsFile:
+class HeatmapsFile(ValidatedH5):
     """Read-only access to a heatmaps.h5, validated against the schema above."""
 
+    KIND, FORMAT_VERSION, REQUIRED, STAGE = KIND, FORMAT_VERSION, _REQUIRED, "heatmaps"
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError as err:
-            raise ValueError(f"{self.path}: not a readable HDF5 file ({err})") from err
+        super().__init__(path)
         attrs = self.file.attrs
-        if attrs.get("kind") != KIND:
-            raise ValueError(f"{self.path}: not a jmrn heatmaps file (kind={attrs.get('kind')!r})")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: heatmaps format_version {attrs.get('format_version')}"
-                             f", this jmrn reads version {FORMAT_VERSION}; re-run the heatmaps "
-                             "stage")  # fmt: skip
-        missing = [k for k in _REQUIRED if k not in self.file]
-        if missing:
-            raise ValueError(f"{self.path}: missing datasets {missing}")
-        self.joint_names = [str(s) for s in attrs["joint_names"]]
-        self.class_names = [str(s) for s in attrs["class_names"]]
-        self.layout = str(attrs["layout"])
-        self.multi_label = bool(attrs["multi_label"])
         self.heatmaps = self.file["heatmaps"]
-        self.video_ids = [s.decode() if isinstance(s, bytes) else s
-                          for s in self.file["video_id"][:]]  # fmt: skip
-        self.label = self.file["label"][:]
-        self.labels = self.file["labels"][:]
-        self.num_frames = self.file["num_frames"][:]
         self.area_norm = self.file["area_norm"][:]
         self.max_norm = self.file["max_norm"][:]
-        self.splits = {name: ds[:] for name, ds in self.file.get("splits", {}).items()}
         expected = (len(self.video_ids), int(attrs["channels"]), len(self.joint_names),
                     int(attrs["height"]), int(attrs["width"]))  # fmt: skip
         if self.heatmaps.shape != expected:
+            self.close()
             raise ValueError(f"{self.path}: heatmaps have shape {self.heatmaps.shape}, "
                              f"the attributes say {expected}")  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self.video_ids)
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> HeatmapsFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

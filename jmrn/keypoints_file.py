@@ -28,6 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jmrn.h5file import ValidatedH5
 from jmrn.records import Video
 
 FORMAT_VERSION = 1
@@ -127,43 +128,20 @@ class KeypointsWriter:
         f.close()
 
 
-class KeypointsFile:
+class KeypointsFile(ValidatedH5):
     """Read-only access to a keypoints.h5, validated against the schema above."""
 
+    KIND, FORMAT_VERSION, REQUIRED, STAGE = KIND, FORMAT_VERSION, _REQUIRED, "ingest"
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError as err:
-            raise ValueError(f"{self.path}: not a readable HDF5 file ({err})") from err
-        attrs = self.file.attrs
-        if attrs.get("kind") != KIND:
-            raise ValueError(f"{self.path}: not a jmrn keypoints file (kind={attrs.get('kind')!r})")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: keypoints format_version {attrs.get('format_version')}"
-                             f", this jmrn reads version {FORMAT_VERSION}; re-run the ingest stage")
-        missing = [k for k in _REQUIRED if k not in self.file]
-        if missing:
-            raise ValueError(f"{self.path}: missing datasets {missing}")
-        self.layout = str(attrs["layout"])
-        self.joint_names = [str(s) for s in attrs["joint_names"]]
-        self.class_names = [str(s) for s in attrs["class_names"]]
-        self.multi_label = bool(attrs["multi_label"])
-        self.video_ids = [s.decode() if isinstance(s, bytes) else s
-                          for s in self.file["video_id"][:]]  # fmt: skip
-        self.num_frames = self.file["num_frames"][:]
+        super().__init__(path)
         self.num_persons = self.file["num_persons"][:]
         self.offset = self.file["offset"][:]
         self.image_size = self.file["image_size"][:]
-        self.label = self.file["label"][:]
-        self.labels = self.file["labels"][:]
-        self.splits = {name: ds[:] for name, ds in self.file["splits"].items()}
         if self.file["keypoints"].shape[1] != len(self.joint_names):
+            self.close()
             raise ValueError(f"{self.path}: keypoints have {self.file['keypoints'].shape[1]} "
                              f"joints, the layout {self.layout!r} has {len(self.joint_names)}")
-
-    def __len__(self) -> int:
-        return len(self.video_ids)
 
     def keypoints(self, i: int) -> np.ndarray:
         """(T, M, V, 3) keypoints of video i."""
@@ -171,12 +149,3 @@ class KeypointsFile:
         start = int(self.offset[i])
         rows = self.file["keypoints"][start:start + frames * persons]
         return rows.reshape(frames, persons, len(self.joint_names), 3)
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> KeypointsFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

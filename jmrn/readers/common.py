@@ -73,3 +73,31 @@ def pack_persons(frame_of: np.ndarray, persons: np.ndarray, num_frames: int) -> 
     out[frames, slots] = persons[order]
     out[..., :2][out[..., 2] == 0] = 0.0  # a joint with confidence 0 is missing: no position
     return out
+
+
+def class_folder_videos(root: Path, options: dict, exclude: tuple[str, ...] = ()):
+    """Videos laid out as ``root/<class>/<video>/``: the class list and one entry per video.
+
+    Class names come from ``options["class_names"]`` (a file) or the sorted class folders;
+    a video of a folder absent from that list gets label None (the reader skips it as an
+    unknown label). Video ids are the folder names and must be unique across classes.
+    Returns (class_names, entries) with entries ``{"video_id", "dir", "class_name", "label"}``.
+    """
+    class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in exclude)
+    if options.get("class_names"):
+        class_names = class_names_from_file(options["class_names"])
+    else:
+        class_names = class_dirs
+    label_of = {name: k for k, name in enumerate(class_names)}
+    entries, seen = [], {}
+    for class_name in class_dirs:
+        for video_dir in sorted(p for p in (root / class_name).iterdir() if p.is_dir()):
+            if video_dir.name in seen:
+                raise ReadError(f"video id {video_dir.name!r} appears twice: "
+                                f"{seen[video_dir.name]} and {video_dir}")  # fmt: skip
+            seen[video_dir.name] = video_dir
+            entries.append({"video_id": video_dir.name, "dir": str(video_dir),
+                            "class_name": class_name, "label": label_of.get(class_name)})
+    if not entries:
+        raise ReadError(f"no video folders found in {root}/<class>/")
+    return class_names, entries

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from jmrn.readers.common import class_names_from_file, image_size_option
+from jmrn.readers.common import class_folder_videos, image_size_option
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 
 LAYOUT = "jhmdb15"
@@ -91,30 +91,11 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     if not pose_dir.is_dir():
         raise ReadError(f"{pose_dir} does not exist (expected joint_positions/<class>/<video>/)")
     image_size = image_size_option(options, DEFAULT_IMAGE_SIZE)
-    class_dirs = sorted(p.name for p in pose_dir.iterdir() if p.is_dir())
-    if options.get("class_names"):
-        class_names = class_names_from_file(options["class_names"])
-    else:
-        class_names = class_dirs
-    label_of = {name: k for k, name in enumerate(class_names)}
-    entries, seen = [], {}
-    for class_name in class_dirs:
-        for video_dir in sorted(p for p in (pose_dir / class_name).iterdir() if p.is_dir()):
-            if video_dir.name in seen:
-                raise ReadError(
-                    f"video id {video_dir.name!r} appears twice: "
-                    f"{seen[video_dir.name]} and {video_dir}"
-                )
-            seen[video_dir.name] = video_dir
-            entries.append({
-                "video_id": video_dir.name,
-                "path": str(video_dir / MAT_NAME),
-                "class_name": class_name,
-                "label": label_of.get(class_name),
-                "image_size": image_size,
-            })  # fmt: skip
-    if not entries:
-        raise ReadError(f"no video directories found in {pose_dir}/<class>/")
+    class_names, entries = class_folder_videos(pose_dir, options)
+    for entry in entries:
+        entry["path"] = str(Path(entry["dir"]) / MAT_NAME)
+        entry["image_size"] = image_size
+    class_dirs = sorted({entry["class_name"] for entry in entries})
     splits = _read_splits(raw_dir / "splits", class_dirs)
     return SourceIndex(LAYOUT, class_names, False, splits, entries, parallel=True)
 

@@ -37,7 +37,7 @@ import numpy as np
 from jmrn.layouts import get_layout
 from jmrn.readers.common import (
     MAX_FRAME_SPAN,
-    class_names_from_file,
+    class_folder_videos,
     image_size_option,
     pack_persons,
 )
@@ -119,30 +119,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         raise ReadError(f"raw directory {raw_dir} does not exist")
     image_size = image_size_option(options, None)
     forced_layout = layout_option(options)
-    class_dirs = sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and p.name != SPLIT_DIR)
-    if options.get("class_names"):
-        class_names = class_names_from_file(options["class_names"])
-    else:
-        class_names = class_dirs
-    label_of = {name: k for k, name in enumerate(class_names)}
-    entries, seen = [], {}
-    for class_name in class_dirs:
-        for video_dir in sorted(p for p in (raw_dir / class_name).iterdir() if p.is_dir()):
-            if video_dir.name in seen:
-                raise ReadError(
-                    f"video id {video_dir.name!r} appears twice: "
-                    f"{seen[video_dir.name]} and {video_dir}"
-                )
-            seen[video_dir.name] = video_dir
-            entries.append({
-                "video_id": video_dir.name,
-                "dir": str(video_dir),
-                "class_name": class_name,
-                "label": label_of.get(class_name),
-                "image_size": image_size,
-            })  # fmt: skip
-    if not entries:
-        raise ReadError(f"no video folders found in {raw_dir}/<class>/")
+    class_names, entries = class_folder_videos(raw_dir, options, exclude=(SPLIT_DIR,))
+    for entry in entries:
+        entry["image_size"] = image_size
     layout = forced_layout or _detect_layout(entries)
     values = 3 * get_layout(layout).num_joints
     for entry in entries:
