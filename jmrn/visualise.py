@@ -55,8 +55,50 @@ def write_class_overview(heatmaps_path: str | Path, out_path: str | Path, *,
     blank = np.zeros_like(tiles[0])
     tiles += [blank] * (-len(tiles) % columns)
     rows = [np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)]
+    _write_png(out_path, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+
+
+def write_joint_weights_png(out_path: str | Path, weights: np.ndarray | None,
+                            class_names: list[str], joint_names: list[str],
+                            cell: int = 18) -> None:  # fmt: skip
+    """Mean joint-selector weight per class (rows) and joint (columns) as a labelled heat map:
+    which joints the model relies on for each action (the paper's interpretability claim).
+    ``weights=None`` (a model without a selector, PoTion) writes a picture that says so."""
+    if weights is None:
+        image = np.full((40, 420, 3), 255, np.uint8)
+        cv2.putText(image, "this model (PoTion) has no joint selector", (8, 26),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+        weights = np.zeros((0, 0))
+    rows, cols = weights.shape
+    if rows == 0:
+        _write_png(out_path, image)
+        return
+    left, top = 130, 110
+    image = np.full((top + rows * cell + 4, left + cols * cell + 4, 3), 255, np.uint8)
+    low, high = float(weights.min()), float(weights.max())
+    scaled = (weights - low) / max(high - low, 1e-6)  # stretch: the differences matter
+    colours = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    block = cv2.resize(colours, (cols * cell, rows * cell), interpolation=cv2.INTER_NEAREST)
+    image[top:top + rows * cell, left:left + cols * cell] = block
+    for r, name in enumerate(class_names):
+        cv2.putText(image, name[:18], (4, top + r * cell + cell - 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    label_strip = np.full((cell * cols, top - 4, 3), 255, np.uint8)
+    for c, name in enumerate(joint_names):
+        cv2.putText(label_strip, name[:16], (2, c * cell + cell - 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    rotated = cv2.rotate(label_strip, cv2.ROTATE_90_COUNTERCLOCKWISE)  # joint names upwards
+    image[:top - 4, left:left + cols * cell] = rotated
+    cv2.putText(image, f"dark {low:.2f}", (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                cv2.LINE_AA)  # fmt: skip
+    cv2.putText(image, f"bright {high:.2f}", (4, 56), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0),
+                1, cv2.LINE_AA)  # fmt: skip
+    _write_png(out_path, image)  # BGR from applyColorMap: already in OpenCV's order
+
+
+def _write_png(out_path: str | Path, bgr: np.ndarray) -> None:
     with atomic_path(out_path) as tmp:
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+        ok, encoded = cv2.imencode(".png", bgr)
         if not ok:
             raise RuntimeError(f"could not encode {out_path}")
         tmp.write_bytes(encoded.tobytes())

@@ -16,3 +16,37 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+TINY_SETTINGS = {
+    "model": {"name": "jmrn", "c_dim": 4, "widths": [8, 16], "head_width": 16, "dropout": 0.0,
+              "selector": "sigmoid", "gumbel_tau": 1.0},
+    "paa": {"type": "global_and_groupwise", "beta": 2, "gamma": 1, "flip_p": 0.5,
+            "rotation_degrees": 0, "group_rotation_degrees": 0, "cutmix_joints": 0},
+    "contrastive": {"variant": "proposed", "lambda": 0.1, "tau": 0.3, "start_epoch": 0,
+                    "ramp_epochs": 1},
+    "train": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0,
+              "batch_size": 8, "epochs": 3, "normalize": "area", "crop": [16, 20],
+              "lr_patience": 2, "lr_factor": 0.1, "eval_every": 1, "val_fraction": 0.2,
+              "seed": 0},
+    "splits": {"train": "train", "test": "test"},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_heatmaps(tmp_path_factory) -> Path:
+    """A small real pipeline output: 30 synthetic videos on a 16x22 grid."""
+    from jmrn import synthetic
+    from jmrn.heatmaps import Grid
+    from jmrn.heatmaps_file import build_heatmaps
+    from jmrn.ingest import ingest
+
+    root = tmp_path_factory.mktemp("tiny")
+    raw = root / "raw"
+    synthetic.write(raw / "synthetic.pkl", synthetic.generate(seed=1, videos_per_class=3))
+    (raw / "classes.txt").write_text("\n".join(synthetic.CLASS_NAMES) + "\n")
+    ingest("pyskl", raw, root / "keypoints.h5", dataset="tiny", layout="coco17_neck",
+           options={"class_names": raw / "classes.txt"}, n_jobs=1)  # fmt: skip
+    build_heatmaps(root / "keypoints.h5", root / "heatmaps.h5", Grid(height=16, width=22),
+                   n_jobs=1)  # fmt: skip
+    return root / "heatmaps.h5"

@@ -18,6 +18,9 @@ from jmrn.keypoints_file import KeypointsFile
 
 COPIED = ["jmrn", "stages", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config",
           ".gitignore", "data/README.md"]  # fmt: skip
+# A tiny network and two epochs: the test is about the pipeline, not about accuracy.
+TINY_TRAINING = {"model": {"c_dim": 4, "widths": [8, 16], "head_width": 16},
+                 "train": {"epochs": 2, "batch_size": 16}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +36,14 @@ def project(tmp_path_factory) -> Path:
         else:
             shutil.copy(src, dst)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["datasets"]["synthetic"]["generator"]["videos_per_class"] = 8  # keep the test quick
+    block = params["datasets"]["synthetic"]
+    block["generator"]["videos_per_class"] = 8  # keep the test quick
+    for section, values in TINY_TRAINING.items():
+        block[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(root, "git", "init", "-q")
+    run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
     return root
 
 
@@ -62,7 +70,7 @@ def test_repro_builds_the_synthetic_cache_then_does_nothing(project):
     with KeypointsFile(project / "data/synthetic/keypoints.h5") as kf:
         assert len(kf) == 80 and sorted(kf.splits) == ["test", "train"]
     with HeatmapsFile(project / "data/synthetic/heatmaps.h5") as hf:
-        assert hf.heatmaps.shape == (80, 3, 18, 64, 86)
+        assert hf.heatmaps.shape == (80, 3, 18, 32, 43)
         assert float(hf.heatmaps[0].max()) > 0
     assert (project / "plots/synthetic/heatmaps.png").stat().st_size > 1000
     cache = project / "data/synthetic/heatmaps.h5"
@@ -70,6 +78,26 @@ def test_repro_builds_the_synthetic_cache_then_does_nothing(project):
     again = run(project, "dvc", "repro", "heatmaps")
     assert "Running stage" not in again
     assert cache.stat().st_mtime_ns == before
+
+
+def test_exp_run_with_a_paa_param_reruns_only_training(project):
+    out = run(project, "dvc", "repro")
+    assert "Running stage 'train'" in out
+    metrics = json.loads((project / "metrics/synthetic/train.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["model"] == "jmrn"
+    for name in ("history.csv", "confusion.json", "joint_weights.png"):
+        assert (project / "plots/synthetic/train" / name).exists()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(project, *git, "add", "-A")
+    run(project, *git, "commit", "-qm", "baseline")
+    out = run(project, "dvc", "exp", "run", "-S", "paa.beta=1")
+    assert "Running stage 'train'" in out
+    for stage in ("synthesize", "ingest", "heatmaps"):
+        assert f"Running stage '{stage}'" not in out
+    diff = run(project, "dvc", "metrics", "diff", "--json")
+    changed = json.loads(diff)["metrics/synthetic/train.json"]
+    assert "test.loss" in changed and changed["test.loss"]["diff"] != 0
+    assert "paa.beta" in run(project, "dvc", "params", "diff")
 
 
 def test_heatmap_param_reruns_only_heatmaps(project):

@@ -1,0 +1,372 @@
+"""Train JMRN or PoTion on a heatmaps.h5 and evaluate it (method.md §3-§6).
+
+One function, ``train``, does the whole job for the stage: data, model, optimiser, the epoch
+loop with two augmented views per sample, evaluation, model selection, checkpoints and
+resumption, and the files DVC reads. It runs on CUDA (bf16 autocast) when present, else on
+the CPU, and under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+
+Decisions (method.md §10), each written where the code makes it:
+* Both views go through the network in one batch of 2B (shared BatchNorm statistics) and the
+  classification loss is taken on both (§6.2, §10.23).
+* Model selection: the best validation metric (top-1, or mAP for multi-label) over the
+  evaluations; the test split is never used to choose anything. The paper-style number
+  (best test metric over the evaluations, as the authors' code selects) is reported too,
+  labelled ``test_best_over_evaluations_paper_style`` (§10.21).
+* ReduceLROnPlateau watches the validation loss and is stepped at each evaluation, so its
+  patience counts evaluations, as in the authors' code (§10.22).
+* The joint-contrastive term is skipped while its weight is 0 (the authors compute it and
+  multiply by 0: same gradients, wasted time).
+* Every epoch draws its randomness (shuffling, crops, augmentations, dropout) from seeds
+  derived from (seed, epoch), so a resumed run is identical to an uninterrupted one and the
+  same params give the same metrics on a CPU.
+* Under DDP each process trains on its share of every batch (``batch_size`` is the global
+  batch); BatchNorm statistics are per process. Evaluation and all files are rank 0's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from jmrn.augment import augment
+from jmrn.data import HeatmapDataset, stratified_split
+from jmrn.heatmaps_file import HeatmapsFile
+from jmrn.io import atomic_path, write_json
+from jmrn.layouts import get_layout
+from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
+from jmrn.metrics import multi_label_metrics, single_label_metrics
+from jmrn.models import build_model
+from jmrn.visualise import write_joint_weights_png
+
+CHECKPOINT_VERSION = 1
+
+
+def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(preference)
+
+
+def fingerprint(settings: dict, heatmaps_path: str | Path) -> str:
+    """What a checkpoint must match to be resumed: the settings and the input file."""
+    stat = Path(heatmaps_path).stat()
+    text = json.dumps([settings, stat.st_size, stat.st_mtime_ns], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
+    """Adam (no weight decay, like the authors, §10.24), AdamW or SGD with momentum."""
+    name, lr, decay = settings["optimizer"], settings["lr"], settings["weight_decay"]
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=settings["momentum"],
+                               weight_decay=decay)  # fmt: skip
+    raise ValueError(f"unknown optimizer {name!r} (adam | adamw | sgd)")
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             multi_label: bool) -> dict:  # fmt: skip
+    """One forward per video (view 1, no augmentation): loss, scores, targets, joint weights."""
+    model.eval()
+    total, count, scores, targets, weights = 0.0, 0, [], [], []
+    for x, t in loader:
+        x, t = x.to(device, non_blocking=True), t.to(device, non_blocking=True)
+        with autocast(device):
+            out = model(x)
+        logits = out.logits.float()
+        total += float(classification_loss(logits, t, multi_label)) * len(x)
+        count += len(x)
+        scores.append(logits.cpu().numpy())
+        targets.append(t.cpu().numpy())
+        if out.joint_weights is not None:
+            weights.append(out.joint_weights.float().cpu().numpy())
+    return {
+        "loss": total / max(count, 1),
+        "scores": np.concatenate(scores),
+        "targets": np.concatenate(targets),
+        "joint_weights": np.concatenate(weights) if weights else None,
+    }
+
+
+def score(result: dict, multi_label: bool, class_names: list[str]) -> dict:
+    if multi_label:
+        return multi_label_metrics(result["scores"], result["targets"], class_names)
+    return single_label_metrics(result["scores"], result["targets"].argmax(1), class_names)
+
+
+def main_metric(metrics: dict, multi_label: bool) -> float:
+    return metrics["mAP"] if multi_label else metrics["top1"]
+
+
+def _loader(dataset: HeatmapDataset, batch: int, shuffle: bool, workers: int, seed: int,
+            sampler=None) -> DataLoader:  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None,
+                      sampler=sampler, num_workers=workers, generator=generator,
+                      pin_memory=torch.cuda.is_available(), drop_last=False,
+                      persistent_workers=False)  # fmt: skip
+
+
+def train(
+    heatmaps_path: str | Path,
+    settings: dict,
+    *,
+    model_path: str | Path,
+    checkpoint_path: str | Path,
+    metrics_path: str | Path,
+    per_class_path: str | Path,
+    plots_dir: str | Path,
+    device: str = "auto",
+    loader_workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Train with ``settings`` = {"model", "paa", "contrastive", "train", "splits"} sections.
+
+    Returns the metrics written to ``metrics_path`` (on every rank; only rank 0 writes).
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world = 0, 1
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    if distributed:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    try:
+        return _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress,
+                      Path(model_path), Path(checkpoint_path), Path(metrics_path),
+                      Path(per_class_path), Path(plots_dir))  # fmt: skip
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, model_path,
+           checkpoint_path, metrics_path, per_class_path, plots_dir) -> dict:  # fmt: skip
+    t_set, m_set, c_set, p_set = (settings[k] for k in ("train", "model", "contrastive", "paa"))
+    seed = int(t_set["seed"])
+    torch.manual_seed(seed)
+    with HeatmapsFile(heatmaps_path) as hf:
+        class_names, joint_names = hf.class_names, hf.joint_names
+        multi_label, layout = hf.multi_label, get_layout(hf.layout)
+        channels = int(hf.file.attrs["channels"])
+        missing = [s for s in settings["splits"].values() if s not in hf.splits]
+        if missing:
+            raise ValueError(f"{heatmaps_path}: no split(s) {missing}; it has "
+                             f"{sorted(hf.splits)} (set the dataset's splits)")  # fmt: skip
+        train_all = hf.splits[settings["splits"]["train"]]
+        test_idx = hf.splits[settings["splits"]["test"]]
+        train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
+                                              t_set["val_fraction"], seed)  # fmt: skip
+    if len(val_idx) == 0:
+        raise ValueError("the validation split is empty: raise train.val_fraction")
+    crop, norm = tuple(t_set["crop"]), t_set["normalize"]
+    train_set = HeatmapDataset(heatmaps_path, train_idx, crop, norm, train=True, seed=seed)
+    val_set = HeatmapDataset(heatmaps_path, val_idx, crop, norm, train=False)
+    test_set = HeatmapDataset(heatmaps_path, test_idx, crop, norm, train=False)
+
+    # channels_last weights match the channels_last activations (and their gradients, which
+    # DistributedDataParallel's buckets expect in the parameters' layout).
+    model = build_model(m_set, len(joint_names), len(class_names), channels)
+    model = model.to(dev, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, t_set)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=t_set["lr_factor"], patience=t_set["lr_patience"])
+    net = DistributedDataParallel(model) if world > 1 else model
+    uses_jcl = m_set["name"] == "jmrn" and c_set["variant"] != "none"
+
+    key = fingerprint(settings, heatmaps_path)
+    state = {"epoch": 0, "history": [], "best": None}
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=dev, weights_only=True)
+        if saved.get("fingerprint") == key and saved.get("version") == CHECKPOINT_VERSION:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = {k: saved[k] for k in ("epoch", "history", "best")}
+            if rank == 0:
+                print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
+        elif rank == 0:
+            print(f"train: ignoring {checkpoint_path}: it was made with other settings or data")
+
+    epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
+    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed) \
+        if world > 1 else None  # fmt: skip
+    augment_rng = torch.Generator(device=dev)
+    for epoch in range(state["epoch"], epochs):
+        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout, Gumbel noise
+        augment_rng.manual_seed(seed * 1_000_003 + epoch + rank * 7919)
+        train_set.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader = _loader(train_set, per_rank, True, loader_workers, seed * 1_000_003 + epoch,
+                         sampler)  # fmt: skip
+        net.train()
+        jcl_weight = contrastive_weight(epoch, c_set["lambda"], c_set["start_epoch"],
+                                        c_set["ramp_epochs"]) if uses_jcl else 0.0  # fmt: skip
+        sums = np.zeros(3)
+        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not progress or rank != 0)  # fmt: skip
+        for x, t in batches:
+            x, t = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True)
+            x1, t1 = augment(x, t, p_set, layout, augment_rng)
+            x2, t2 = augment(x, t, p_set, layout, augment_rng)
+            with autocast(dev):
+                out = net(torch.cat([x1, x2]))
+            cls = classification_loss(out.logits.float(), torch.cat([t1, t2]), multi_label)
+            if jcl_weight > 0:
+                jcl = joint_contrastive_loss(out.embeddings.float(), t, c_set["variant"],
+                                             c_set["tau"])  # fmt: skip
+            elif out.embeddings is not None:  # keep the projection head in the graph for DDP
+                jcl = 0.0 * out.embeddings.float().sum()
+            else:
+                jcl = torch.zeros((), device=dev)
+            loss = cls + jcl_weight * jcl
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; "
+                                         "lower train.lr")  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums += (loss.item() * len(x), cls.item() * len(x), len(x))
+            batches.set_postfix(loss=f"{sums[0] / sums[2]:.3f}")
+        record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]),
+                  "train_cls_loss": float(sums[1] / sums[2]), "jcl_weight": jcl_weight,
+                  "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+        evaluate_now = (epoch + 1) % int(t_set["eval_every"]) == 0 or epoch + 1 == epochs
+        if evaluate_now:
+            record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
+                                          class_names, per_rank, loader_workers, world))
+            scheduler.step(record["val_loss"])
+            best = state["best"]
+            if best is None or record["val_metric"] > best["val_metric"]:
+                state["best"] = {"epoch": epoch + 1, "val_metric": record["val_metric"],
+                                 "model": {k: v.detach().clone()
+                                           for k, v in model.state_dict().items()}}  # fmt: skip
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if rank == 0:
+            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, state, key)
+            print(_summary_line(record, epochs))
+    return _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
+                   settings, per_rank, loader_workers, rank, model_path, metrics_path,
+                   per_class_path, plots_dir)  # fmt: skip
+
+
+def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch, workers,
+                    world) -> dict:  # fmt: skip
+    """Validation and test figures of the current weights (every rank computes them: cheap,
+    and it keeps the scheduler identical on every rank)."""
+    record = {}
+    for name, dataset in (("val", val_set), ("test", test_set)):
+        result = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
+        metrics = score(result, multi_label, class_names)
+        record[f"{name}_loss"] = float(result["loss"])
+        record[f"{name}_metric"] = float(main_metric(metrics, multi_label))
+    return record
+
+
+def _summary_line(record: dict, epochs: int) -> str:
+    line = f"epoch {record['epoch']}/{epochs} loss {record['train_loss']:.4f}"
+    if "val_metric" in record:
+        line += (f" val_loss {record['val_loss']:.4f} val {record['val_metric']:.4f}"
+                 f" test {record['test_metric']:.4f}")  # fmt: skip
+    return line
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"version": CHECKPOINT_VERSION, "fingerprint": key,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), **state}, tmp)  # fmt: skip
+
+
+def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
+            batch, workers, rank, model_path, metrics_path, per_class_path,
+            plots_dir) -> dict:  # fmt: skip
+    """Evaluate the selected weights on the test split and write every output (rank 0)."""
+    best = state["best"]
+    model.load_state_dict(best["model"])
+    result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label)
+    test = score(result, multi_label, class_names)
+    history = state["history"]
+    evaluated = [r for r in history if "test_metric" in r]
+    key = "mAP" if multi_label else "top1"
+    metrics = {
+        "model": settings["model"]["name"],
+        "test": {"loss": result["loss"], **{k: v for k, v in test.items()
+                                            if isinstance(v, float)}},
+        "val": {key: best["val_metric"]},
+        "selected_epoch": best["epoch"],
+        "epochs": len(history),
+        "test_final_epoch": {key: evaluated[-1]["test_metric"]},
+        "test_best_over_evaluations_paper_style": {
+            key: max(r["test_metric"] for r in evaluated)
+        },
+    }
+    if rank != 0:
+        return metrics
+    per_class = {k: v for k, v in test.items() if k.startswith("per_class")}
+    write_json(metrics_path, metrics)
+    write_json(per_class_path, per_class)
+    with atomic_path(model_path) as tmp:
+        torch.save({"model": model.state_dict(), "settings": settings,
+                    "class_names": class_names, "joint_names": joint_names,
+                    "selected_epoch": best["epoch"]}, tmp)  # fmt: skip
+    _write_plots(Path(plots_dir), history, result, test, multi_label, class_names, joint_names)
+    return metrics
+
+
+def _write_plots(plots_dir: Path, history, result, test, multi_label, class_names,
+                 joint_names) -> None:  # fmt: skip
+    """history.csv (loss and metrics per epoch), confusion.json, joint_weights.csv/.png."""
+    columns = ["epoch", "train_loss", "train_cls_loss", "jcl_weight", "lr", "val_loss",
+               "val_metric", "test_loss", "test_metric"]  # fmt: skip
+    with atomic_path(plots_dir / "history.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for record in history:
+            writer.writerow({c: record.get(c, "") for c in columns})
+    # Confusion: one row per (true label, predicted class) pair; for multi-label videos every
+    # true label is paired with the top-scoring class.
+    video, actual = np.nonzero(result["targets"] > 0.5)
+    predicted = result["scores"].argmax(1)[video]
+    write_json(plots_dir / "confusion.json",
+               [{"actual": class_names[a], "predicted": class_names[p]}
+                for a, p in zip(actual, predicted, strict=True)])  # fmt: skip
+    if result["joint_weights"] is None:  # PoTion: there is no selector to show
+        write_joint_weights_png(plots_dir / "joint_weights.png", None, class_names, joint_names)
+        return
+    weights, labels = result["joint_weights"], result["targets"]
+    per_class = (labels.T @ weights) / np.maximum(labels.sum(0), 1)[:, None]  # (K, V)
+    with atomic_path(plots_dir / "joint_weights.csv") as tmp, open(tmp, "w") as f:
+        f.write("class," + ",".join(joint_names) + "\n")
+        for name, row in zip(class_names, per_class, strict=True):
+            f.write(name + "," + ",".join(f"{w:.4f}" for w in row) + "\n")
+    write_joint_weights_png(plots_dir / "joint_weights.png", per_class, class_names, joint_names)
