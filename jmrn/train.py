@@ -15,7 +15,8 @@ Decisions (method.md §10), each written where the code makes it:
 * ReduceLROnPlateau watches the validation loss and is stepped at each evaluation, so its
   patience counts evaluations, as in the authors' code (§10.22).
 * The joint-contrastive term is skipped while its weight is 0 (the authors compute it and
-  multiply by 0: same gradients, wasted time).
+  multiply by 0: same gradients, wasted time). Its positives come from the samples' own
+  labels, before any CutMix mixing of the classification targets.
 * Every epoch draws its randomness (shuffling, crops, augmentations, dropout) from seeds
   derived from (seed, epoch), so a resumed run is identical to an uninterrupted one and the
   same params give the same metrics on a CPU.
@@ -60,11 +61,18 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(preference)
 
 
-def fingerprint(settings: dict, heatmaps_path: str | Path) -> str:
-    """What a checkpoint must match to be resumed: the settings and the input file."""
-    stat = Path(heatmaps_path).stat()
-    text = json.dumps([settings, stat.st_size, stat.st_mtime_ns], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the settings and the input's content.
+
+    The content, not the file's time stamp: DVC may re-link an unchanged cache file.
+    """
+    data = hashlib.sha256()
+    with open(heatmaps_path, "rb") as f:
+        while block := f.read(1 << 23):
+            data.update(block)
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return {"settings": hashlib.sha256(text.encode()).hexdigest()[:16],
+            "data": data.hexdigest()[:16]}  # fmt: skip
 
 
 def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
@@ -118,7 +126,8 @@ def score(result: dict, multi_label: bool, class_names: list[str]) -> dict:
 
 
 def main_metric(metrics: dict, multi_label: bool) -> float:
-    return metrics["mAP"] if multi_label else metrics["top1"]
+    """Top-1, or mAP for multi-label data (0 when no class of the split has a positive)."""
+    return (metrics["mAP"] or 0.0) if multi_label else metrics["top1"]
 
 
 def _loader(dataset: HeatmapDataset, batch: int, shuffle: bool, workers: int, seed: int,
@@ -205,7 +214,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     state = {"epoch": 0, "history": [], "best": None}
     if checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location=dev, weights_only=True)
-        if saved.get("fingerprint") == key and saved.get("version") == CHECKPOINT_VERSION:
+        same = {k: saved.get("fingerprint", {}).get(k) == v for k, v in key.items()}
+        if all(same.values()) and saved.get("version") == CHECKPOINT_VERSION:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -213,7 +223,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             if rank == 0:
                 print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
         elif rank == 0:
-            print(f"train: ignoring {checkpoint_path}: it was made with other settings or data")
+            other = " and ".join(k for k, v in same.items() if not v) or "another version"
+            print(f"train: ignoring {checkpoint_path}: it was made with other {other}")
 
     epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed) \
@@ -300,7 +311,7 @@ def _summary_line(record: dict, epochs: int) -> str:
     return line
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: str) -> None:
+def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save({"version": CHECKPOINT_VERSION, "fingerprint": key,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),

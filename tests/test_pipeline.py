@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import PROJECT_ROOT
 
@@ -98,6 +101,42 @@ def test_exp_run_with_a_paa_param_reruns_only_training(project):
     changed = json.loads(diff)["metrics/synthetic/train.json"]
     assert "test.loss" in changed and changed["test.loss"]["diff"] != 0
     assert "paa.beta" in run(project, "dvc", "params", "diff")
+
+
+def test_killed_training_resumes_on_the_next_repro(project):
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["train"]["epochs"] = 40  # long enough to be killed in the middle
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    checkpoint = project / "models/synthetic/checkpoint.pt"
+    checkpoint.unlink(missing_ok=True)  # one from an earlier run would be ignored anyway
+    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=project, env=project_env(project),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if checkpoint.exists() and checkpoint_epoch(checkpoint) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stopped_at = checkpoint_epoch(checkpoint)
+    assert 2 <= stopped_at < 40
+    out = run(project, "dvc", "repro", "train")
+    assert f"resuming {Path('models/synthetic/checkpoint.pt')} after epoch" in out
+    metrics = json.loads((project / "metrics/synthetic/train.json").read_text())
+    assert metrics["epochs"] == 40
+    params["train"]["epochs"] = None
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def checkpoint_epoch(path: Path) -> int:
+    try:
+        return int(torch.load(path, weights_only=True)["epoch"])
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return 0
 
 
 def test_heatmap_param_reruns_only_heatmaps(project):

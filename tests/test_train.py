@@ -79,7 +79,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(tiny_heatmaps, tmp_path, ca
     other = copy.deepcopy(TINY_SETTINGS)
     other["paa"]["beta"] = 1
     metrics = run(tiny_heatmaps, tmp_path, other)
-    assert "other settings" in capsys.readouterr().out and metrics["epochs"] == 3
+    assert "made with other settings" in capsys.readouterr().out and metrics["epochs"] == 3
 
 
 @pytest.mark.parametrize("change", [
