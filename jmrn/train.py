@@ -273,7 +273,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         evaluate_now = (epoch + 1) % int(t_set["eval_every"]) == 0 or epoch + 1 == epochs
         if evaluate_now:
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
-                                          class_names, per_rank, loader_workers, world))
+                                          class_names, per_rank, loader_workers))
             scheduler.step(record["val_loss"])
             best = state["best"]
             if best is None or record["val_metric"] > best["val_metric"]:
@@ -290,8 +290,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                    per_class_path, plots_dir)  # fmt: skip
 
 
-def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch, workers,
-                    world) -> dict:  # fmt: skip
+def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
+                    workers) -> dict:  # fmt: skip
     """Validation and test figures of the current weights (every rank computes them: cheap,
     and it keeps the scheduler identical on every rank)."""
     record = {}
