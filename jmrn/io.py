@@ -27,3 +27,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, obj: object) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch(path: str | Path, obj: object) -> None:
+    """``torch.save`` atomically and byte-reproducibly.
+
+    Saving to a file names the archive's inner folder after the (random) temporary file;
+    saving to a buffer names it "archive", so equal contents give equal bytes (and DVC hashes).
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())

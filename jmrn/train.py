@@ -43,7 +43,7 @@ from tqdm import tqdm
 from jmrn.augment import augment
 from jmrn.data import HeatmapDataset, stratified_split
 from jmrn.heatmaps_file import HeatmapsFile
-from jmrn.io import atomic_path, write_json
+from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.layouts import get_layout
 from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
 from jmrn.metrics import multi_label_metrics, single_label_metrics
@@ -312,10 +312,9 @@ def _summary_line(record: dict, epochs: int) -> str:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"version": CHECKPOINT_VERSION, "fingerprint": key,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), **state}, tmp)  # fmt: skip
+    save_torch(path, {"version": CHECKPOINT_VERSION, "fingerprint": key,
+                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), **state})  # fmt: skip
 
 
 def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
@@ -346,10 +345,9 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     per_class = {k: v for k, v in test.items() if k.startswith("per_class")}
     write_json(metrics_path, metrics)
     write_json(per_class_path, per_class)
-    with atomic_path(model_path) as tmp:
-        torch.save({"model": model.state_dict(), "settings": settings,
-                    "class_names": class_names, "joint_names": joint_names,
-                    "selected_epoch": best["epoch"]}, tmp)  # fmt: skip
+    save_torch(model_path, {"model": model.state_dict(), "settings": settings,
+                            "class_names": class_names, "joint_names": joint_names,
+                            "selected_epoch": best["epoch"]})  # fmt: skip
     _write_plots(Path(plots_dir), history, result, test, multi_label, class_names, joint_names)
     return metrics
 

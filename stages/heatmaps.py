@@ -25,6 +25,5 @@ seconds = time.perf_counter() - start
 write_class_overview(f"data/{name}/heatmaps.h5", f"plots/{name}/heatmaps.png")
 metrics = {k: summary[k] for k in ("videos", "mean_frames", "occupancy", "mean_area_peak")}
 write_json(f"metrics/{name}/heatmaps.json", metrics)
-write_json(f"reports/{name}/heatmaps.json",
-           {**summary, "seconds": round(seconds, 2), "settings": settings})
+write_json(f"reports/{name}/heatmaps.json", {**summary, "settings": settings})
 print(f"heatmaps {name}: {summary['videos']} videos {summary['shape']} in {seconds:.1f} s")

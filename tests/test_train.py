@@ -50,6 +50,8 @@ def test_same_params_give_the_same_metrics(tiny_heatmaps, tmp_path):
     assert first == second
     a = (tmp_path / "a/plots/history.csv").read_text()
     assert a == (tmp_path / "b/plots/history.csv").read_text()
+    # byte-identical files, so DVC sees an unchanged output
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
 
 
 def test_killed_run_resumes_where_it_stopped(tiny_heatmaps, tmp_path, monkeypatch, capsys):
