@@ -1,0 +1,60 @@
+"""The logits schema: round trip, validation, and alignment of modalities by video id."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from jmrn.logits_file import Logits, align, write_logits
+
+
+def write(path, ids, model="jmrn", classes=("a", "b", "c"), seed=0, features=8):
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    logits = rng.normal(size=(n, len(classes))).astype(np.float32)
+    labels = np.eye(len(classes), dtype=bool)[rng.integers(0, len(classes), n)]
+    write_logits(path, dataset="t", model=model, params_hash="abc", class_names=list(classes),
+                 multi_label=False, video_ids=list(ids), logits=logits,
+                 features=rng.normal(size=(n, features)) if features else None, labels=labels,
+                 splits={"train": np.arange(n)[::-1]})  # fmt: skip
+    return logits
+
+
+def test_round_trip(tmp_path):
+    logits = write(tmp_path / "jmrn.h5", ["v1", "v2", "v3"])
+    read = Logits(tmp_path / "jmrn.h5")
+    assert read.model == "jmrn" and read.class_names == ["a", "b", "c"]
+    assert read.video_ids == ["v1", "v2", "v3"] and read.features.shape == (3, 8)
+    np.testing.assert_array_equal(read.logits, logits)
+    assert read.splits["train"].tolist() == [0, 1, 2]
+    write(tmp_path / "rgb.h5", ["v1"], model="i3d_rgb", features=0)
+    assert Logits(tmp_path / "rgb.h5").features.shape == (1, 0)
+
+
+def test_align_reorders_by_id_and_rejects_mismatches(tmp_path):
+    a = write(tmp_path / "a.h5", ["v1", "v2", "v3"], seed=1)
+    b = write(tmp_path / "b.h5", ["v3", "v1", "v2"], seed=2)
+    aligned = align([Logits(tmp_path / "a.h5"), Logits(tmp_path / "b.h5")], ["v2", "v3"])
+    np.testing.assert_array_equal(aligned[0], a[[1, 2]])
+    np.testing.assert_array_equal(aligned[1], b[[2, 0]])
+    write(tmp_path / "c.h5", ["v1", "v2"])
+    with pytest.raises(ValueError, match="c.h5 has no logits for 1 of the 3 videos.*'v3'"):
+        align([Logits(tmp_path / "a.h5"), Logits(tmp_path / "c.h5")], ["v1", "v2", "v3"])
+    write(tmp_path / "d.h5", ["v1", "v2", "v3"], classes=("a", "b", "x"))
+    with pytest.raises(ValueError, match="class list differs"):
+        align([Logits(tmp_path / "a.h5"), Logits(tmp_path / "d.h5")], ["v1"])
+
+
+def test_malformed_files_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="logits .* disagree"):
+        write_logits(tmp_path / "x.h5", dataset="t", model="m", params_hash="", class_names=["a"],
+                     multi_label=False, video_ids=["v1", "v2"], logits=np.zeros((3, 1)),
+                     features=None, labels=np.zeros((3, 1)), splits={})  # fmt: skip
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.attrs["kind"] = "something"
+    with pytest.raises(ValueError, match="not a jmrn logits file"):
+        Logits(tmp_path / "other.h5")
+    write(tmp_path / "dup.h5", ["v1", "v1"])
+    with pytest.raises(ValueError, match="appears twice"):
+        Logits(tmp_path / "dup.h5")
