@@ -124,3 +124,11 @@ def test_two_cpu_processes_train_through_torchrun(tiny_heatmaps, tmp_path):
     assert proc.stdout.count("RANK_DONE 2") == 2
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["epochs"] == 2 and 0 <= metrics["test"]["top1"] <= 1
+
+
+def test_dataloader_workers_do_not_change_the_result(tiny_heatmaps, tmp_path):
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"]["epochs"] = 1
+    in_process = run(tiny_heatmaps, tmp_path / "a", settings)
+    with_workers = run(tiny_heatmaps, tmp_path / "b", settings, loader_workers=2)
+    assert in_process == with_workers
