@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jmrn.config import dataset_block, load_params, section
+from jmrn.config import load_params, training_settings
 from jmrn.train import train
 
 ROWS = {
@@ -39,8 +39,7 @@ ROWS = {
 
 
 def settings_for(params: dict, changes: dict, epochs: int | None, seed: int) -> dict:
-    settings = {k: section(params, k) for k in ("model", "paa", "contrastive", "train")}
-    settings["splits"] = dataset_block(params)["splits"]
+    settings = training_settings(params)
     for name, values in changes.items():
         settings[name].update(values)
     if epochs is not None:

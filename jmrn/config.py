@@ -36,3 +36,11 @@ def section(params: dict, name: str) -> dict:
                          f"datasets.{params['dataset']}.{name} has keys {sorted(base)}")
     base.update({k: v for k, v in overrides.items() if v is not None})
     return base
+
+
+def training_settings(params: dict) -> dict:
+    """What the train stage reads: the resolved model, paa, contrastive and train sections,
+    and the dataset's split names."""
+    settings = {key: section(params, key) for key in ("model", "paa", "contrastive", "train")}
+    settings["splits"] = dataset_block(params)["splits"]
+    return settings

@@ -348,12 +348,11 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     save_torch(model_path, {"model": model.state_dict(), "settings": settings,
                             "class_names": class_names, "joint_names": joint_names,
                             "selected_epoch": best["epoch"]})  # fmt: skip
-    _write_plots(Path(plots_dir), history, result, test, multi_label, class_names, joint_names)
+    _write_plots(Path(plots_dir), history, result, class_names, joint_names)
     return metrics
 
 
-def _write_plots(plots_dir: Path, history, result, test, multi_label, class_names,
-                 joint_names) -> None:  # fmt: skip
+def _write_plots(plots_dir: Path, history, result, class_names, joint_names) -> None:
     """history.csv (loss and metrics per epoch), confusion.json, joint_weights.csv/.png."""
     columns = ["epoch", "train_loss", "train_cls_loss", "jcl_weight", "lr", "val_loss",
                "val_metric", "test_loss", "test_metric"]  # fmt: skip

@@ -68,11 +68,9 @@ def write_joint_weights_png(out_path: str | Path, weights: np.ndarray | None,
         image = np.full((40, 420, 3), 255, np.uint8)
         cv2.putText(image, "this model (PoTion) has no joint selector", (8, 26),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
-        weights = np.zeros((0, 0))
-    rows, cols = weights.shape
-    if rows == 0:
         _write_png(out_path, image)
         return
+    rows, cols = weights.shape
     left, top = 130, 110
     image = np.full((top + rows * cell + 4, left + cols * cell + 4, 3), 255, np.uint8)
     low, high = float(weights.min()), float(weights.max())

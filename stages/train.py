@@ -3,14 +3,13 @@
 Runs on one process, or under torchrun (`torchrun --nproc_per_node N stages/train.py`).
 """
 
-from jmrn.config import dataset_block, load_params, section
+from jmrn.config import load_params, training_settings
 from jmrn.io import write_json
 from jmrn.train import train
 
 params = load_params()
 name = params["dataset"]
-settings = {key: section(params, key) for key in ("model", "paa", "contrastive", "train")}
-settings["splits"] = dataset_block(params)["splits"]
+settings = training_settings(params)
 metrics = train(
     f"data/{name}/heatmaps.h5", settings,
     model_path=f"models/{name}/model.pt", checkpoint_path=f"models/{name}/checkpoint.pt",
