@@ -38,9 +38,26 @@ def section(params: dict, name: str) -> dict:
     return base
 
 
-def training_settings(params: dict) -> dict:
-    """What the train stage reads: the resolved model, paa, contrastive and train sections,
-    and the dataset's split names."""
+MODELS = ("jmrn", "potion")
+
+
+def training_settings(params: dict, model: str = "jmrn") -> dict:
+    """What a train stage reads: the resolved model, paa, contrastive and train sections for
+    ``model`` (jmrn | potion), and the dataset's split names. The PoTion baseline takes its
+    own normalisation from the ``potion`` section (PoTion's is ``max``)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} ({' | '.join(MODELS)})")
     settings = {key: section(params, key) for key in ("model", "paa", "contrastive", "train")}
+    settings["model"]["name"] = model
+    if model == "potion":
+        settings["train"]["normalize"] = section(params, "potion")["normalize"]
     settings["splits"] = dataset_block(params)["splits"]
+    return settings
+
+
+def clip_training_settings(params: dict) -> dict:
+    """The clip classifier: JMRN with the video model's settings, trained for
+    ``clips.epochs`` on the clip representations."""
+    settings = training_settings(params, "jmrn")
+    settings["train"]["epochs"] = section(params, "clips")["epochs"]
     return settings

@@ -21,14 +21,22 @@ from jmrn.heatmaps import normalise
 from jmrn.heatmaps_file import HeatmapsFile
 
 
-def stratified_split(indices: np.ndarray, labels: np.ndarray, fraction: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def stratified_split(
+    indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Split ``indices`` into (keep, held_out) with about ``fraction`` of each class held out.
 
     ``labels`` are multi-hot rows of the indexed videos; a video is stratified by its first
     label (multi-label videos) or kept in training if it has none. Every class with at least
     two videos keeps at least one in training and, if fraction > 0, gives at least one.
+    ``groups`` (e.g. the video of each clip) keeps the rows of a group on one side: the groups
+    are split, by the label of their first row, so no video has clips on both sides.
     """
+    if groups is not None:
+        unique, first_row = np.unique(groups, return_index=True)
+        keep, held = stratified_split(unique, labels[first_row], fraction, seed)
+        return indices[np.isin(groups, keep)], indices[np.isin(groups, held)]
     rng = np.random.default_rng(seed)
     first = np.where(labels.any(axis=1), labels.argmax(axis=1), -1)
     held = []

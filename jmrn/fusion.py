@@ -13,10 +13,14 @@ Decisions (method.md §8.1):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from jmrn.logits_file import Logits, align
 from jmrn.losses import classification_loss
+from jmrn.metrics import multi_label_metrics, single_label_metrics
 
 
 def prepare(logits: list[np.ndarray], l2_normalize: bool) -> torch.Tensor:
@@ -63,3 +67,88 @@ def fit_fusion(
 def apply_fusion(logits: list[np.ndarray], weights: np.ndarray, l2_normalize: bool) -> np.ndarray:
     """Fused (N, K) scores of M modalities' logits with learned weights."""
     return fuse(prepare(logits, l2_normalize), torch.as_tensor(weights)).numpy()
+
+
+def _video_metrics(scores: np.ndarray, labels: np.ndarray, multi_label: bool,
+                   class_names: list[str]) -> tuple[float, dict]:  # fmt: skip
+    """(the dataset's main metric, its per-class values): top-1 and per-class accuracy, or
+    mAP and per-class AP."""
+    if multi_label:
+        m = multi_label_metrics(scores, labels, class_names)
+        return m["mAP"] or 0.0, m["per_class_ap"]
+    m = single_label_metrics(scores, labels.argmax(1), class_names)
+    return m["top1"], m["per_class_accuracy"]
+
+
+def run_fusion(modality_paths: list[Path], *, train_split: str, test_split: str,
+               settings: dict, skipped_by_ingest: set[str] = frozenset()) -> dict:  # fmt: skip
+    """Learn the fusion weights on ``train_split`` and score everything on ``test_split``.
+
+    The first path is the pose model (JMRN): its file defines the videos, labels and splits.
+    Every other modality must have logits for all of them, and nothing else except videos
+    that ingest skipped (counted in the result). Returns the metrics (each modality alone,
+    the plain average, the learned fusion, the weights) and the per-class differences
+    fused minus pose.
+    """
+    modalities = [Logits(p) for p in modality_paths]
+    pose = modalities[0]
+    names = [m.model for m in modalities]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two modalities have the same model name: {names} ({modality_paths})")
+    if pose.labels is None or pose.multi_label is None:
+        raise ValueError(f"{pose.path}: the pose model's logits must carry labels")
+    multi_label = pose.multi_label
+    for split in (train_split, test_split):
+        if split not in pose.splits:
+            raise ValueError(f"{pose.path}: no split {split!r}; it has {sorted(pose.splits)}")
+    known, dropped = set(pose.video_ids), {}
+    for m in modalities[1:]:
+        if m.multi_label is not None and m.multi_label != multi_label:
+            raise ValueError(f"{m.path}: multi_label={m.multi_label}, the pose model's is "
+                             f"{multi_label}")  # fmt: skip
+        extra = [v for v in m.video_ids if v not in known]
+        unknown = [v for v in extra if v not in skipped_by_ingest]
+        if unknown:
+            raise ValueError(f"{m.path}: {len(unknown)} video ids are not in the dataset "
+                             f"(first: {unknown[0]!r}); ids must be those of keypoints.h5")
+        dropped[m.model] = len(extra)
+    ids = {s: [pose.video_ids[i] for i in pose.splits[s]] for s in (train_split, test_split)}
+    logits = {s: align(modalities, ids[s]) for s in ids}
+    for m in modalities[1:]:
+        if m.labels is not None:
+            rows = m.rows(ids[train_split] + ids[test_split])
+            order = pose.rows(ids[train_split] + ids[test_split])
+            if (m.labels[rows] != pose.labels[order]).any():
+                raise ValueError(f"{m.path}: its labels disagree with the dataset's")
+    targets = {s: pose.labels[pose.splits[s]] for s in ids}
+    weights = fit_fusion(logits[train_split], targets[train_split], multi_label=multi_label,
+                         per_class=settings["per_class_weights"],
+                         l2_normalize=settings["l2_normalize"], lr=settings["lr"],
+                         epochs=settings["epochs"])  # fmt: skip
+    test, classes = logits[test_split], pose.class_names
+    scored = {name: _video_metrics(x, targets[test_split], multi_label, classes)
+              for name, x in zip(names, test, strict=True)}  # fmt: skip
+    m = len(modalities)
+    average = apply_fusion(test, np.full(m, 1.0 / m, np.float32), settings["l2_normalize"])
+    fused = apply_fusion(test, weights, settings["l2_normalize"])
+    scored["average"] = _video_metrics(average, targets[test_split], multi_label, classes)
+    scored["fused"] = _video_metrics(fused, targets[test_split], multi_label, classes)
+    key = "mAP" if multi_label else "top1"
+    best_single = max(names, key=lambda n: scored[n][0])
+    metrics = {
+        "metric": key,
+        "modalities": names,
+        "test": {name: {key: value} for name, (value, _) in scored.items()},
+        "best_single": best_single,
+        "fused_minus_best_single": scored["fused"][0] - scored[best_single][0],
+        "weights": {name: (w.tolist() if np.ndim(w) else float(w))
+                    for name, w in zip(names, weights, strict=True)},  # fmt: skip
+        "videos": {"train": len(ids[train_split]), "test": len(ids[test_split])},
+        "dropped_skipped_by_ingest": dropped,
+    }
+    # Supplementary Figs. 2-3: which classes the other modalities help (classes without test
+    # videos, or without positives, have no value and are left out).
+    fused_pc, pose_pc = scored["fused"][1], scored[names[0]][1]
+    per_class = [{"class": c, "fused_minus_pose": fused_pc[c] - pose_pc[c]}
+                 for c in classes if fused_pc[c] is not None and pose_pc[c] is not None]
+    return {"metrics": metrics, "per_class": per_class}

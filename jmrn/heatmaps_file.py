@@ -17,6 +17,18 @@ Schema (N videos, C temporal channels, V joints, H x W grid, K classes):
 
 Normalisation is a training-time choice (``jmrn.heatmaps.normalise``), so trying ``area``
 against ``max`` never rebuilds this file.
+
+Clip files (``data/<dataset>/clips/heatmaps.h5``, for pose-guided clip selection) have the same
+schema with one row per clip instead of per video, plus:
+
+    attrs   unit="clip" (whole-video files: unit="video"), clip_len, clip_stride
+    video_id    (N,)   str      clip id "<video id>#<k>", k = the clip's position in its video
+    clip_video  (N,)   int64    the clip's video: its row in keypoints.h5
+    clip_start  (N,)   int32    first frame of the clip; num_frames is its length
+    labels, label               the video's; splits/<name> hold the clips of that split's videos
+
+A video of T frames has max(1, (T - clip_len) // clip_stride + 1) clips starting at frames
+0, clip_stride, 2 * clip_stride, ...; a video shorter than clip_len is one clip of T frames.
 """
 
 from __future__ import annotations
@@ -38,28 +50,45 @@ KIND = "jmrn.heatmaps"
 _REQUIRED = ("video_id", "num_frames", "label", "labels", "heatmaps", "area_norm", "max_norm")
 
 
-def _render_chunk(keypoints_path: str, indices: np.ndarray, *, grid: Grid, channels: int,
+def clip_windows(num_frames: np.ndarray, clip_len: int, stride: int) -> np.ndarray:
+    """(N, 3) rows (video, first frame, end frame) of every clip of videos of ``num_frames``."""
+    if clip_len < 1 or stride < 1:
+        raise ValueError(f"clip_len ({clip_len}) and stride ({stride}) must be positive")
+    num_frames = np.asarray(num_frames, np.int64)
+    counts = np.maximum(1, (num_frames - clip_len) // stride + 1)
+    video = np.repeat(np.arange(len(num_frames)), counts)
+    position = np.arange(len(video)) - np.repeat(np.cumsum(counts) - counts, counts)
+    start = position * stride
+    end = np.minimum(start + clip_len, num_frames[video])
+    return np.stack([video, start, end], axis=1)
+
+
+def _render_chunk(keypoints_path: str, rows: np.ndarray, *, grid: Grid, channels: int,
                   discretisation: str, dtype: str):  # fmt: skip
-    """Worker: render a run of videos, reading them from the keypoints file itself."""
+    """Worker: render rows (video, first, end frame), reading them from the keypoints file."""
     with KeypointsFile(keypoints_path) as kf:
-        heat = []
-        for i in indices:
-            heat.append(aggregate(kf.keypoints(i), tuple(kf.image_size[i]), grid,
+        heat, video, keypoints = [], -1, None
+        for v, first, end in rows:
+            if v != video:  # the rows of a video are consecutive: read it once
+                video, keypoints = v, kf.keypoints(v)
+            heat.append(aggregate(keypoints[first:end], tuple(kf.image_size[v]), grid,
                                   channels, discretisation))  # fmt: skip
     heat = np.stack(heat)  # (n, C, V, H, W) float32
     max_norm = heat.max(axis=(3, 4))
-    return indices, heat.astype(dtype), max_norm
+    return heat.astype(dtype), max_norm
 
 
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
                    channels: int = 3, discretisation: str = "code", dtype: str = "float16",
                    compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 16,
-                   progress=None) -> dict:  # fmt: skip
+                   clips: tuple[int, int] | None = None, progress=None) -> dict:  # fmt: skip
     """Render every video of a keypoints.h5 into heatmaps.h5, streaming and in parallel.
 
-    Workers each render ``chunk_videos`` videos at a time, a few chunks per worker at once
+    Workers each render ``chunk_videos`` rows at a time, a few chunks per worker at once
     (``ordered_map``), so memory depends on the chunk size, not on the dataset size.
-    The output appears atomically at ``out_path`` only once complete. Returns a summary.
+    ``clips=(clip_len, stride)`` renders one row per clip instead of per video (see the
+    schema). The output appears atomically at ``out_path`` only once complete. Returns a
+    summary.
     """
     keypoints_path = str(keypoints_path)
     with KeypointsFile(keypoints_path) as kf:
@@ -72,7 +101,23 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
                              f"{channels} frames (first: {first!r}); ingest drops them with "
                              f"min_frames >= {channels}")  # fmt: skip
         attrs = dict(kf.file.attrs)
-        meta = dict(video_id=kf.video_ids, label=kf.label, labels=kf.labels, splits=kf.splits)
+        video_ids, splits = kf.video_ids, kf.splits
+        label, labels = kf.label, kf.labels
+    if clips is None:
+        rows = np.stack([np.arange(n), np.zeros(n, np.int64), num_frames], axis=1)
+        unit = {"unit": "video"}
+    else:
+        rows = clip_windows(num_frames, *clips)
+        unit = {"unit": "clip", "clip_len": clips[0], "clip_stride": clips[1]}
+        position = np.arange(len(rows)) - np.searchsorted(rows[:, 0], rows[:, 0])
+        video_ids = [f"{video_ids[v]}#{k}" for v, k in zip(rows[:, 0], position, strict=True)]
+        member = np.zeros((len(splits), n), bool)
+        for row, indices in enumerate(splits.values()):
+            member[row, indices] = True
+        splits = {name: np.nonzero(member[row, rows[:, 0]])[0]
+                  for row, name in enumerate(splits)}  # fmt: skip
+        label, labels, num_frames = label[rows[:, 0]], labels[rows[:, 0]], rows[:, 2] - rows[:, 1]
+    n = len(rows)
     shape = (channels, joints, grid.height, grid.width)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
@@ -81,14 +126,18 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
             class_names=attrs["class_names"], multi_label=attrs["multi_label"],
             channels=channels, height=grid.height, width=grid.width, sigma=grid.sigma,
             truncate=grid.truncate, min_conf=grid.min_conf, discretisation=discretisation,
+            **unit,
         )  # fmt: skip
-        f.create_dataset("video_id", data=np.array(meta["video_id"], dtype=object),
+        f.create_dataset("video_id", data=np.array(video_ids, dtype=object),
                          dtype=h5py.string_dtype("utf-8"))  # fmt: skip
         f.create_dataset("num_frames", data=num_frames.astype(np.int32))
-        f.create_dataset("label", data=meta["label"])
-        f.create_dataset("labels", data=meta["labels"])
-        for name, indices in meta["splits"].items():
-            f.create_dataset(f"splits/{name}", data=indices)
+        f.create_dataset("label", data=label)
+        f.create_dataset("labels", data=labels)
+        if clips is not None:
+            f.create_dataset("clip_video", data=rows[:, 0].astype(np.int64))
+            f.create_dataset("clip_start", data=rows[:, 1].astype(np.int32))
+        for name, indices in splits.items():
+            f.create_dataset(f"splits/{name}", data=np.asarray(indices, np.int64))
         area = np.stack([temporal_weights(int(t), channels, discretisation).sum(axis=1)
                          for t in np.unique(num_frames)])  # fmt: skip
         lookup = np.searchsorted(np.unique(num_frames), num_frames)
@@ -96,20 +145,21 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         heat_ds = f.create_dataset("heatmaps", shape=(n, *shape), dtype=dtype,
                                    chunks=(1, *shape), compression=compression)  # fmt: skip
         max_ds = f.create_dataset("max_norm", shape=(n, channels, joints), dtype="float32")
-        chunks = [np.arange(s, min(s + chunk_videos, n)) for s in range(0, n, chunk_videos)]
+        starts = range(0, n, chunk_videos)
         render = partial(_render_chunk, keypoints_path, grid=grid, channels=channels,
                          discretisation=discretisation, dtype=dtype)  # fmt: skip
-        results = ordered_map(render, chunks, n_jobs)
+        results = ordered_map(render, (rows[s:s + chunk_videos] for s in starts), n_jobs)
         nonzero = 0
-        for indices, heat, max_norm in results:
-            heat_ds[indices[0]:indices[-1] + 1] = heat
-            max_ds[indices[0]:indices[-1] + 1] = max_norm
+        for s, (heat, max_norm) in zip(starts, results, strict=True):
+            heat_ds[s:s + len(heat)] = heat
+            max_ds[s:s + len(heat)] = max_norm
             nonzero += int(np.count_nonzero(heat))
             if progress is not None:
-                progress(len(indices))
+                progress(len(heat))
         peak_area = max_ds[:] / f["area_norm"][:][:, :, None]
     return {
-        "videos": int(n),
+        "videos": int(len(video_ids) if clips is None else len(np.unique(rows[:, 0]))),
+        **({} if clips is None else {"clips": int(n)}),
         "shape": list(shape),
         "dtype": dtype,
         "mean_frames": float(num_frames.mean()),
@@ -131,6 +181,9 @@ class HeatmapsFile(ValidatedH5):
         self.heatmaps = self.file["heatmaps"]
         self.area_norm = self.file["area_norm"][:]
         self.max_norm = self.file["max_norm"][:]
+        self.unit = str(attrs.get("unit", "video"))
+        self.clip_video = self.file["clip_video"][:] if self.unit == "clip" else None
+        self.clip_start = self.file["clip_start"][:] if self.unit == "clip" else None
         expected = (len(self.video_ids), int(attrs["channels"]), len(self.joint_names),
                     int(attrs["height"]), int(attrs["width"]))  # fmt: skip
         if self.heatmaps.shape != expected:

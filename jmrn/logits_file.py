@@ -1,20 +1,27 @@
-"""Per-video logits (and features) of one model or modality: the input of late fusion.
+"""Per-video (or per-clip) logits and features of one model or modality: the input of late
+fusion and of clip selection.
 
-Schema, format version 1 (N videos, K classes, F feature dimensions, F may be 0):
+Schema, format version 1 (N rows, K classes, F feature dimensions):
 
-    attrs   format_version=1, kind="jmrn.logits", dataset, model (a name: "jmrn", "potion",
-            "i3d_rgb", ...), params_hash (what produced it; free text for external models),
-            class_names (K strings), multi_label (bool)
-    video_id   (N,)     str      ids as in keypoints.h5 (the key used to align modalities)
-    logits     (N, K)   float32  raw class scores (before softmax / sigmoid)
-    features   (N, F)   float32  pooled features (JMRN / PoTion: the 512-d classifier input)
-    labels     (N, K)   bool     multi-hot targets
-    splits/<name> (n,)  int64    sorted row indices of the videos in that split
+    attrs   format_version=1                           required
+            class_names (K strings)                    required, the dataset's, in its order
+            kind="jmrn.logits"                         optional (checked when present)
+            model (a name: "jmrn", "i3d_rgb", ...)     optional, default: the file's stem
+            multi_label (bool)                         optional, default: the pose model's
+            dataset, params_hash (what produced it)    optional, free text
+    video_id   (N,)     str      required: video ids as in keypoints.h5 (clip files: clip ids
+                                 "<video id>#<k>", k = 0, 1, ... the clip's position)
+    logits     (N, K)   float    required: raw class scores (before softmax / sigmoid)
+    features   (N, F)   float    optional: pooled features (JMRN / PoTion: the classifier input)
+    labels     (N, K)   bool     optional: multi-hot targets (checked against the pose model's)
+    parent_id  (N,)     str      clip files written by jmrn: the video id of each clip
+    splits/<name> (n,)  int64    optional: sorted row indices of the videos in that split
 
 Logits of any other model (RGB, optical flow, ...) in this schema can be fused with the pose
-model: write one file per modality with ``write_logits``. Modalities are aligned by video id;
-a video missing from one modality, or a class list that differs, is an error, never a silent
-drop (``align``).
+model: drop one file per modality into ``data/<dataset>/external/`` (``write_logits`` writes
+one; so does a few lines of h5py). Modalities are aligned by video id; a video missing from a
+modality, an unknown id, or a class list that differs is an error, never a silent drop
+(``align``).
 """
 
 from __future__ import annotations
@@ -33,23 +40,30 @@ KIND = "jmrn.logits"
 def write_logits(path: str | Path, *, dataset: str, model: str, params_hash: str,
                  class_names: list[str], multi_label: bool, video_ids: list[str],
                  logits: np.ndarray, features: np.ndarray | None, labels: np.ndarray,
-                 splits: dict[str, np.ndarray]) -> None:  # fmt: skip
+                 splits: dict[str, np.ndarray],
+                 parent_ids: list[str] | None = None) -> None:  # fmt: skip
     n, k = np.shape(logits)
     if len(video_ids) != n or np.shape(labels) != (n, k) or len(class_names) != k:
         raise ValueError(f"{path}: {len(video_ids)} ids, logits {np.shape(logits)}, labels "
                          f"{np.shape(labels)} and {len(class_names)} classes disagree")  # fmt: skip
     features = np.zeros((n, 0), np.float32) if features is None else features
+    strings = h5py.string_dtype("utf-8")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format_version=FORMAT_VERSION, kind=KIND, dataset=dataset, model=model,
                        params_hash=params_hash, class_names=list(class_names),
                        multi_label=bool(multi_label))  # fmt: skip
-        f.create_dataset("video_id", data=np.array(video_ids, dtype=object),
-                         dtype=h5py.string_dtype("utf-8"))  # fmt: skip
+        f.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=strings)
         f.create_dataset("logits", data=np.asarray(logits, np.float32))
         f.create_dataset("features", data=np.asarray(features, np.float32))
         f.create_dataset("labels", data=np.asarray(labels, bool))
+        if parent_ids is not None:
+            f.create_dataset("parent_id", data=np.array(parent_ids, dtype=object), dtype=strings)
         for name, indices in splits.items():
             f.create_dataset(f"splits/{name}", data=np.sort(np.asarray(indices, np.int64)))
+
+
+def _strings(values: np.ndarray) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in values]
 
 
 class Logits:
@@ -63,28 +77,47 @@ class Logits:
             raise ValueError(f"{self.path}: not a readable HDF5 file ({err})") from err
         with f:
             attrs = f.attrs
-            if attrs.get("kind") != KIND or attrs.get("format_version") != FORMAT_VERSION:
+            if attrs.get("kind", KIND) != KIND or attrs.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"{self.path}: not a jmrn logits file of format version "
-                                 f"{FORMAT_VERSION} (kind={attrs.get('kind')!r}, version="
-                                 f"{attrs.get('format_version')!r}); see jmrn/logits_file.py")
-            missing = [k for k in ("video_id", "logits", "features", "labels") if k not in f]
+                                 f"{FORMAT_VERSION} (kind={attrs.get('kind')!r}, format_version="
+                                 f"{attrs.get('format_version')!r}); see the README's "
+                                 "'Logits files' section")  # fmt: skip
+            missing = [k for k in ("video_id", "logits") if k not in f]
+            missing += [f"attribute {k}" for k in ("class_names",) if k not in attrs]
             if missing:
-                raise ValueError(f"{self.path}: missing datasets {missing}")
+                raise ValueError(f"{self.path}: missing {', '.join(missing)}")
             self.model = str(attrs.get("model", self.path.stem))
-            self.class_names = [str(s) for s in attrs["class_names"]]
-            self.multi_label = bool(attrs["multi_label"])
-            self.video_ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_id"][:]]
-            self.logits = f["logits"][:]
-            self.features = f["features"][:]
-            self.labels = f["labels"][:]
+            self.class_names = _strings(attrs["class_names"])
+            multi = attrs.get("multi_label")
+            self.multi_label: bool | None = None if multi is None else bool(multi)
+            self.params_hash = str(attrs.get("params_hash", ""))
+            self.video_ids = _strings(f["video_id"][:])
+            self.logits = np.asarray(f["logits"][:], np.float32)
+            n = len(self.video_ids)
+            self.features = (np.asarray(f["features"][:], np.float32) if "features" in f
+                             else np.zeros((n, 0), np.float32))  # fmt: skip
+            self.labels = f["labels"][:].astype(bool) if "labels" in f else None
+            self.parent_ids = _strings(f["parent_id"][:]) if "parent_id" in f else None
             self.splits = {name: ds[:] for name, ds in f.get("splits", {}).items()}
-        n, k = len(self.video_ids), len(self.class_names)
-        if self.logits.shape != (n, k) or self.labels.shape != (n, k) or len(self.features) != n:
+        k = len(self.class_names)
+        if self.logits.shape != (n, k) or self.features.ndim != 2 or len(self.features) != n:
             raise ValueError(f"{self.path}: {n} ids and {k} classes, but logits "
-                             f"{self.logits.shape}, labels {self.labels.shape}, features "
-                             f"{self.features.shape}")  # fmt: skip
+                             f"{self.logits.shape} and features {self.features.shape}")
+        if self.labels is not None and self.labels.shape != (n, k):
+            raise ValueError(f"{self.path}: labels {self.labels.shape}, expected {(n, k)}")
+        if not np.isfinite(self.logits).all():
+            raise ValueError(f"{self.path}: logits contain NaN or infinity")
         if len(set(self.video_ids)) != n:
             raise ValueError(f"{self.path}: a video id appears twice")
+
+    def rows(self, video_ids: list[str]) -> np.ndarray:
+        """Row indices of ``video_ids``; an id this file lacks is an error naming it."""
+        row = {v: i for i, v in enumerate(self.video_ids)}
+        missing = [v for v in video_ids if v not in row]
+        if missing:
+            raise ValueError(f"{self.path} has no logits for {len(missing)} of the "
+                             f"{len(video_ids)} videos (first: {missing[0]!r})")  # fmt: skip
+        return np.array([row[v] for v in video_ids], dtype=np.int64)
 
 
 def align(modalities: list[Logits], video_ids: list[str]) -> list[np.ndarray]:
@@ -94,10 +127,5 @@ def align(modalities: list[Logits], video_ids: list[str]) -> list[np.ndarray]:
     for m in modalities:
         if m.class_names != reference.class_names:
             raise ValueError(f"{m.path}: class list differs from {reference.path}'s")
-        row = {v: i for i, v in enumerate(m.video_ids)}
-        missing = [v for v in video_ids if v not in row]
-        if missing:
-            raise ValueError(f"{m.path} has no logits for {len(missing)} of the "
-                             f"{len(video_ids)} videos (first: {missing[0]!r})")  # fmt: skip
-        out.append(m.logits[[row[v] for v in video_ids]])
+        out.append(m.logits[m.rows(video_ids)])
     return out

@@ -33,14 +33,16 @@ mirrors left and right in the image.
 
 Randomness, all drawn from ``np.random.default_rng((seed, 0, label, k))`` for video ``k`` of
 class ``label`` (so a video does not change when ``videos_per_class`` does): length T uniform
-in [20, 120]; the action occupies a contiguous 50-80% of the frames near the middle, with the
-person standing nearly still (slow sway) before and after (``active_frames`` records it, for
-testing clip selection); speed (whole cycles per active stretch, cycle 8-40 frames by class);
-amplitudes and poses; person height 1/3 to 5/6 of the frame height and position; yaw; gaussian
-keypoint noise (sigma 0.8-1.8 px); joints dropped at random (1-5%, score 0 and x = y = 0, as
-pose estimators report them); scores otherwise uniform in [0.4, 1]. In 30% of the videos a
-second, idle person (slight sway) stands elsewhere in the frame, present over all or part of
-the video (score 0 and coordinates 0 where absent). The actor is always person 0.
+in [20, 120]; the action occupies a contiguous 35-65% of the frames, anywhere in the video,
+with the person standing nearly still (slow sway) before and/or after (``active_frames``
+records it: clip selection has to find it, and a fixed position such as the middle would make
+uniformly spaced clips an unfairly good guess); speed (whole cycles per active stretch, cycle
+8-40 frames by class); amplitudes and poses; person height 1/3 to 5/6 of the frame height and
+position; yaw; gaussian keypoint noise (sigma 0.8-1.8 px); joints dropped at random (1-5%,
+score 0 and x = y = 0, as pose estimators report them); scores otherwise uniform in [0.4, 1].
+In 30% of the videos a second, idle person (slight sway) stands elsewhere in the frame, present
+over all or part of the video (score 0 and coordinates 0 where absent). The actor is always
+person 0.
 
 The same seed gives a byte-identical pickle (coordinates are rounded to 0.01 px and scores to
 0.001, which also keeps tiny platform differences in trigonometry out of the file).
@@ -422,8 +424,8 @@ def _video(label: int, rng: np.random.Generator, image_size: tuple[int, int],
     name = CLASS_NAMES[label]
     img_h, img_w = image_size
     frames = int(rng.integers(20, 121))
-    n_active = round(rng.uniform(0.5, 0.8) * frames)
-    start = round((frames - n_active) * rng.uniform(0.4, 0.6))
+    n_active = round(rng.uniform(0.35, 0.65) * frames)
+    start = round((frames - n_active) * rng.uniform(0.0, 1.0))
     stop = start + n_active
     t = np.arange(frames, dtype=float)
     ramp = max(2.0, 0.12 * n_active)

@@ -191,8 +191,9 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                              f"{sorted(hf.splits)} (set the dataset's splits)")  # fmt: skip
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
+        groups = None if hf.clip_video is None else hf.clip_video[train_all]
         train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
-                                              t_set["val_fraction"], seed)  # fmt: skip
+                                              t_set["val_fraction"], seed, groups)  # fmt: skip
     if len(val_idx) == 0:
         raise ValueError("the validation split is empty: raise train.val_fraction")
     crop, norm = tuple(t_set["crop"]), t_set["normalize"]
@@ -287,7 +288,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             print(_summary_line(record, epochs))
     return _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
                    settings, per_rank, loader_workers, rank, model_path, metrics_path,
-                   per_class_path, plots_dir)  # fmt: skip
+                   per_class_path, plots_dir, val_idx)  # fmt: skip
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
@@ -319,7 +320,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: 
 
 def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
             batch, workers, rank, model_path, metrics_path, per_class_path,
-            plots_dir) -> dict:  # fmt: skip
+            plots_dir, val_idx) -> dict:  # fmt: skip
     """Evaluate the selected weights on the test split and write every output (rank 0)."""
     best = state["best"]
     model.load_state_dict(best["model"])
@@ -347,7 +348,9 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     write_json(per_class_path, per_class)
     save_torch(model_path, {"model": model.state_dict(), "settings": settings,
                             "class_names": class_names, "joint_names": joint_names,
-                            "selected_epoch": best["epoch"]})  # fmt: skip
+                            "selected_epoch": best["epoch"],
+                            # the rows of the training split held out for model selection
+                            "model_selection_rows": torch.as_tensor(val_idx)})  # fmt: skip
     _write_plots(Path(plots_dir), history, result, class_names, joint_names)
     return metrics
 

@@ -50,3 +50,15 @@ def tiny_heatmaps(tmp_path_factory) -> Path:
     build_heatmaps(root / "keypoints.h5", root / "heatmaps.h5", Grid(height=16, width=22),
                    n_jobs=1)  # fmt: skip
     return root / "heatmaps.h5"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_heatmaps(tiny_heatmaps) -> Path:
+    """The same 30 videos as 16-frame clips at stride 8."""
+    from jmrn.heatmaps import Grid
+    from jmrn.heatmaps_file import build_heatmaps
+
+    out = tiny_heatmaps.parent / "clips.h5"
+    build_heatmaps(tiny_heatmaps.parent / "keypoints.h5", out, Grid(height=16, width=22),
+                   clips=(16, 8), n_jobs=1)  # fmt: skip
+    return out

@@ -15,6 +15,8 @@ from jmrn.heatmaps import (
     temporal_weights,
     to_grid,
 )
+from jmrn.heatmaps_file import HeatmapsFile, clip_windows
+from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import get_layout
 
 IMAGE = (240, 320)
@@ -168,3 +170,35 @@ def test_hflip_equals_rendering_the_mirrored_video(layout_name):
     # and it really swaps: the left wrist map of the flip is the mirrored right wrist map
     left, right = layout.index("left_wrist"), layout.index("right_wrist")
     np.testing.assert_array_equal(hflip(original, perm)[:, left], original[:, right, :, ::-1])
+
+
+def test_clip_windows_cover_each_video_at_the_stride():
+    rows = clip_windows(np.array([40, 10, 16, 17]), clip_len=16, stride=8)
+    assert rows.tolist() == [[0, 0, 16], [0, 8, 24], [0, 16, 32], [0, 24, 40],
+                             [1, 0, 10], [2, 0, 16], [3, 0, 16]]  # fmt: skip
+    with pytest.raises(ValueError, match="positive"):
+        clip_windows(np.array([40]), clip_len=16, stride=0)
+
+
+def test_clip_file_rows_are_the_clips_of_the_videos(tiny_heatmaps, tiny_clip_heatmaps):
+    keypoints_path = tiny_heatmaps.parent / "keypoints.h5"
+    with KeypointsFile(keypoints_path) as kf, HeatmapsFile(tiny_clip_heatmaps) as cf, \
+            HeatmapsFile(tiny_heatmaps) as vf:  # fmt: skip
+        assert vf.unit == "video" and vf.clip_video is None
+        assert cf.unit == "clip" and int(cf.file.attrs["clip_len"]) == 16
+        expected = clip_windows(kf.num_frames, 16, 8)
+        assert cf.clip_video.tolist() == expected[:, 0].tolist()
+        assert cf.clip_start.tolist() == expected[:, 1].tolist()
+        assert cf.num_frames.tolist() == (expected[:, 2] - expected[:, 1]).tolist()
+        assert cf.video_ids[:2] == [f"{kf.video_ids[0]}#0", f"{kf.video_ids[0]}#1"]
+        assert (cf.labels == kf.labels[cf.clip_video]).all()
+        for name, videos in kf.splits.items():
+            assert set(cf.clip_video[cf.splits[name]]) == set(videos)
+            assert len(cf.splits[name]) == np.isin(cf.clip_video, videos).sum()
+        for row in (0, 1, len(cf) - 1):
+            video, first = int(cf.clip_video[row]), int(cf.clip_start[row])
+            end = first + int(cf.num_frames[row])
+            direct = aggregate(kf.keypoints(video)[first:end], tuple(kf.image_size[video]),
+                               Grid(height=16, width=22), 3, "code")  # fmt: skip
+            np.testing.assert_allclose(cf.heatmaps[row].astype(np.float32), direct,
+                                       rtol=2e-3, atol=2e-3)  # fmt: skip

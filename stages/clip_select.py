@@ -1,0 +1,54 @@
+"""Stage clip_select: oracle labels, the saliency ranker and the evaluation of supplementary
+Table 6 -> metrics/<dataset>/clips/selection.json, models/<dataset>/clips/ranker.pt, plots.
+
+The clip classifier f is JMRN's clip model (clips.classifier: jmrn), or the one logits file in
+data/<dataset>/external_clips/ (clips.classifier: external); the ranker always reads JMRN's
+clip features.
+"""
+
+import csv
+from pathlib import Path
+
+from jmrn.clip_selection import run_clip_selection
+from jmrn.config import dataset_block, load_params, section
+from jmrn.io import atomic_path, save_torch, write_json
+from jmrn.logits_file import Logits
+
+params = load_params()
+name = params["dataset"]
+splits, clips, ranker = dataset_block(params)["splits"], section(params, "clips"), \
+    section(params, "ranker")  # fmt: skip
+jmrn_clips = Logits(f"data/{name}/clips/logits.h5")
+if clips["classifier"] == "jmrn":
+    classifier = jmrn_clips
+elif clips["classifier"] == "external":
+    files = sorted(Path(f"data/{name}/external_clips").glob("*.h5"))
+    if len(files) != 1:
+        raise ValueError(f"clips.classifier = external needs exactly one .h5 file in "
+                         f"data/{name}/external_clips/, found {len(files)}")  # fmt: skip
+    classifier = Logits(files[0])
+else:
+    raise ValueError(f"clips.classifier must be jmrn or external, not {clips['classifier']!r}")
+result = run_clip_selection(jmrn_clips, classifier, train_split=splits["train"],
+                            test_split=splits["test"], k=clips["k"],
+                            ranker_settings=ranker)  # fmt: skip
+metrics = {"classifier": classifier.model, **result["metrics"]}
+write_json(f"metrics/{name}/clips/selection.json", metrics)
+write_json(f"reports/{name}/clips/selection.json",
+           {**metrics, "classifier_file": str(classifier.path), "clips": clips,
+            "ranker": ranker})  # fmt: skip
+model = result["ranker"]
+save_torch(f"models/{name}/clips/ranker.pt",
+           {"model": model.state_dict(), "n_features": int(model.mean.numel()),
+            "settings": ranker})  # fmt: skip
+with atomic_path(f"plots/{name}/clips/ranker_loss.csv") as tmp, open(tmp, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["epoch", "pairwise_loss"])
+    writer.writerows((e + 1, f"{loss:.6f}") for e, loss in enumerate(result["losses"]))
+key = metrics["metric"]
+write_json(f"plots/{name}/clips/methods.json",
+           [{"method": f"{method} ({how})", "metric": values[how][key]}
+            for method, values in metrics["methods"].items()
+            for how in ("average", "max")])  # fmt: skip
+table = {m: round(v["average"][key], 4) for m, v in metrics["methods"].items()}
+print(f"clip selection {name} (K={clips['k']}, average consensus, {key}): {table}")

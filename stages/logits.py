@@ -1,0 +1,25 @@
+"""Stage logits@<model>: models/<dataset>/<model>.pt -> data/<dataset>/logits/<model>.h5.
+
+    python stages/logits.py jmrn|potion
+
+Also makes data/<dataset>/external/ (the fusion stage's drop-in folder for other modalities'
+logits) if it does not exist, so that the fusion stage's dependency is there.
+"""
+
+import sys
+from pathlib import Path
+
+from jmrn.config import load_params
+from jmrn.io import write_json
+from jmrn.predict import write_model_logits
+
+model = sys.argv[1] if len(sys.argv) > 1 else "jmrn"
+params = load_params()
+name = params["dataset"]
+summary = write_model_logits(f"models/{name}/{model}.pt", f"data/{name}/heatmaps.h5",
+                             f"data/{name}/logits/{model}.h5",
+                             device=params["compute"]["device"],
+                             workers=params["compute"]["loader_workers"])  # fmt: skip
+Path(f"data/{name}/external").mkdir(parents=True, exist_ok=True)
+write_json(f"reports/{name}/logits/{model}.json", summary)
+print(f"logits {name} {model}: {summary['rows']} videos, {summary['feature_dim']}-d features")
