@@ -313,3 +313,53 @@ def test_evaluate_selection_multi_label():
     for how in ("average", "max"):
         assert 0.0 < m["random"][how]["mAP"] <= m["oracle"][how]["mAP"]
         assert m["oracle"][how]["mAP"] >= m["dense"][how]["mAP"]
+
+
+def _clip_files(tmp_path, videos=60, clips=6, classes=3):
+    """A clip logits file where one clip per video is salient: f is confident and right on it
+    and its features are shifted; the other clips have flat logits and noise features."""
+    from jmrn.logits_file import write_logits
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes, videos)
+    salient = rng.integers(0, clips, videos)
+    n = videos * clips
+    video = np.repeat(np.arange(videos), clips)
+    is_salient = np.arange(clips)[None].repeat(videos, 0).ravel() == salient[video]
+    logits = rng.normal(0, 0.3, (n, classes))
+    logits[is_salient, labels[video[is_salient]]] += 4.0
+    features = rng.normal(0, 1, (n, 8))
+    features[is_salient, 0] += 4.0
+    ids = [f"v{v}#{k}" for v in range(videos) for k in range(clips)]
+    onehot = np.eye(classes, dtype=bool)[labels[video]]
+    half = n // 2
+    common = dict(dataset="t", params_hash="h", class_names=list("abc")[:classes],
+                  multi_label=False, labels=onehot)  # fmt: skip
+    write_logits(tmp_path / "clips.h5", model="jmrn", video_ids=ids, logits=logits,
+                 features=features, splits={"train": np.arange(half), "test": np.arange(half, n)},
+                 parent_ids=[i.rsplit("#", 1)[0] for i in ids], **common)  # fmt: skip
+    order = rng.permutation(n)
+    write_logits(tmp_path / "rgb.h5", model="rgb", video_ids=[ids[i] for i in order],
+                 logits=logits[order], features=None, splits={}, **common)  # fmt: skip
+    return tmp_path / "clips.h5", tmp_path / "rgb.h5"
+
+
+def test_run_clip_selection_ranker_finds_the_salient_clips(tmp_path):
+    from jmrn.clip_selection import run_clip_selection
+    from jmrn.logits_file import Logits
+
+    clips_path, external_path = _clip_files(tmp_path)
+    settings = {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "epochs": 40,
+                "batch_pairs": 16, "random_repeats": 5, "seed": 0}  # fmt: skip
+    own = Logits(clips_path)
+    result = run_clip_selection(own, own, train_split="train", test_split="test", k=1,
+                                ranker_settings=settings)  # fmt: skip
+    table = result["metrics"]
+    assert table["ranker_oracle_overlap"] >= 0.9
+    top1 = {m: v["average"]["top1"] for m, v in table["methods"].items()}
+    assert top1["ranker"] >= 0.9 and top1["ranker"] > top1["random"] + 0.3
+    assert table["train"] == {"videos": 30, "clips": 180, "oracle_clips": 30}
+    # the same classifier as an external file, rows in another order: the same table
+    external = run_clip_selection(own, Logits(external_path), train_split="train",
+                                  test_split="test", k=1, ranker_settings=settings)  # fmt: skip
+    assert external["metrics"] == table

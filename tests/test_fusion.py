@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 
-from jmrn.fusion import apply_fusion, fit_fusion
+from jmrn.fusion import apply_fusion, fit_fusion, run_fusion
+from jmrn.logits_file import write_logits
 
 
 def modalities(rng, n, k, informative_scale, noise_scales):
@@ -53,3 +55,70 @@ def test_mismatched_modalities_are_an_error():
     with pytest.raises(ValueError, match="disagree on the logits shape"):
         fit_fusion([np.zeros((3, 2)), np.zeros((4, 2))], np.zeros((3, 2)), multi_label=False,
                    per_class=False, l2_normalize=False, lr=0.1, epochs=1)  # fmt: skip
+
+
+def write_modality(path, ids, labels, scale, seed, model=None, **kw):
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(3, dtype=bool)[labels]
+    logits = scale * onehot + rng.normal(0, 1, onehot.shape)
+    n = len(ids)
+    write_logits(path, dataset="t", model=model or path.stem, params_hash="h",
+                 class_names=["a", "b", "c"], multi_label=False, video_ids=ids, logits=logits,
+                 features=None, labels=onehot,
+                 splits=kw.pop("splits", {"train": np.arange(n // 2),
+                                          "test": np.arange(n // 2, n)}), **kw)  # fmt: skip
+
+
+@pytest.fixture
+def pose_files(tmp_path):
+    rng = np.random.default_rng(3)
+    ids = [f"v{i}" for i in range(200)]
+    labels = rng.integers(0, 3, 200)
+    write_modality(tmp_path / "jmrn.h5", ids, labels, 1.0, 0)
+    write_modality(tmp_path / "potion.h5", ids, labels, 0.5, 1)
+    return tmp_path, ids, labels
+
+
+SETTINGS = {"lr": 0.05, "epochs": 200, "l2_normalize": True, "per_class_weights": False}
+
+
+def test_run_fusion_finds_the_strong_external_modality(pose_files):
+    root, ids, labels = pose_files
+    # written by hand with the README's required fields only, ids in another order
+    with h5py.File(root / "rgb.h5", "w") as f:
+        f.attrs.update(format_version=1, class_names=["a", "b", "c"])
+        f["video_id"] = np.array(ids[::-1], dtype="S")
+        f["logits"] = 4.0 * np.eye(3)[labels[::-1]] + np.random.default_rng(5).normal(
+            0, 1, (200, 3))
+    result = run_fusion([root / "jmrn.h5", root / "potion.h5", root / "rgb.h5"],
+                        train_split="train", test_split="test", settings=SETTINGS)
+    metrics = result["metrics"]
+    assert metrics["modalities"] == ["jmrn", "potion", "rgb"] and metrics["best_single"] == "rgb"
+    weights = metrics["weights"]
+    assert weights["rgb"] > 2 * max(weights["jmrn"], weights["potion"])
+    assert metrics["test"]["fused"]["top1"] >= metrics["test"]["rgb"]["top1"] - 0.02
+    assert metrics["test"]["fused"]["top1"] > metrics["test"]["average"]["top1"]
+    assert {row["class"] for row in result["per_class"]} == {"a", "b", "c"}
+
+
+def test_run_fusion_rejects_unknown_ids_but_counts_ingest_skips(pose_files):
+    root, ids, labels = pose_files
+    extra = [*ids, "skipped_by_ingest"]
+    write_modality(root / "rgb.h5", extra, np.r_[labels, 0], 3.0, 2,
+                   splits={})  # fmt: skip
+    paths = [root / "jmrn.h5", root / "potion.h5", root / "rgb.h5"]
+    with pytest.raises(ValueError, match="1 video ids are not in the dataset.*skipped_by_ingest"):
+        run_fusion(paths, train_split="train", test_split="test", settings=SETTINGS)
+    result = run_fusion(paths, train_split="train", test_split="test", settings=SETTINGS,
+                        skipped_by_ingest={"skipped_by_ingest"})  # fmt: skip
+    assert result["metrics"]["dropped_skipped_by_ingest"]["rgb"] == 1
+
+
+def test_run_fusion_rejects_disagreeing_labels_and_unknown_splits(pose_files):
+    root, ids, labels = pose_files
+    write_modality(root / "rgb.h5", ids, (labels + 1) % 3, 3.0, 2)
+    paths = [root / "jmrn.h5", root / "rgb.h5"]
+    with pytest.raises(ValueError, match="rgb.h5: its labels disagree"):
+        run_fusion(paths, train_split="train", test_split="test", settings=SETTINGS)
+    with pytest.raises(ValueError, match="no split 'test2'"):
+        run_fusion(paths[:1], train_split="train", test_split="test2", settings=SETTINGS)

@@ -58,3 +58,17 @@ def test_malformed_files_are_rejected(tmp_path):
     write(tmp_path / "dup.h5", ["v1", "v1"])
     with pytest.raises(ValueError, match="appears twice"):
         Logits(tmp_path / "dup.h5")
+
+
+def test_non_finite_logits_and_missing_fields_are_rejected(tmp_path):
+    with h5py.File(tmp_path / "nan.h5", "w") as f:
+        f.attrs.update(format_version=1, class_names=["a", "b"])
+        f["video_id"] = np.array(["v1"], dtype="S")
+        f["logits"] = np.array([[0.0, np.nan]])
+    with pytest.raises(ValueError, match="NaN"):
+        Logits(tmp_path / "nan.h5")
+    with h5py.File(tmp_path / "bare.h5", "w") as f:
+        f.attrs.update(format_version=1)
+        f["logits"] = np.zeros((1, 2))
+    with pytest.raises(ValueError, match="missing video_id, attribute class_names"):
+        Logits(tmp_path / "bare.h5")

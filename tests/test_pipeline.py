@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,12 +20,17 @@ from conftest import PROJECT_ROOT
 
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.keypoints_file import KeypointsFile
+from jmrn.logits_file import Logits
 
 COPIED = ["jmrn", "stages", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config",
           ".gitignore", "data/README.md"]  # fmt: skip
 # A tiny network and two epochs: the test is about the pipeline, not about accuracy.
 TINY_TRAINING = {"model": {"c_dim": 4, "widths": [8, 16], "head_width": 16},
-                 "train": {"epochs": 2, "batch_size": 16}}  # fmt: skip
+                 "train": {"epochs": 2, "batch_size": 16}, "clips": {"epochs": 1},
+                 "ranker": {"epochs": 5}}  # fmt: skip
+DOWNSTREAM = ("train@jmrn", "train@potion", "logits@jmrn", "logits@potion", "fusion",
+              "clip_heatmaps", "clip_train", "clip_logits", "clip_select")  # fmt: skip
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +52,8 @@ def project(tmp_path_factory) -> Path:
         block[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(root, "git", "init", "-q")
-    run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    run(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
+    run(root, *GIT, "add", "-A")
+    run(root, *GIT, "commit", "-qm", "project")
     return root
 
 
@@ -83,22 +90,90 @@ def test_repro_builds_the_synthetic_cache_then_does_nothing(project):
     assert cache.stat().st_mtime_ns == before
 
 
-def test_exp_run_with_a_paa_param_reruns_only_training(project):
+def ran(out: str) -> set[str]:
+    """The stages a dvc command ran, from its output."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def test_the_whole_dag_runs_then_does_nothing(project):
     out = run(project, "dvc", "repro")
-    assert "Running stage 'train'" in out
-    metrics = json.loads((project / "metrics/synthetic/train.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["model"] == "jmrn"
-    for name in ("history.csv", "confusion.json", "joint_weights.png"):
-        assert (project / "plots/synthetic/train" / name).exists()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(project, *git, "add", "-A")
-    run(project, *git, "commit", "-qm", "baseline")
+    assert set(DOWNSTREAM) <= ran(out)
+    for model in ("jmrn", "potion"):
+        metrics = json.loads((project / f"metrics/synthetic/train/{model}.json").read_text())
+        assert metrics["epochs"] == 2 and metrics["model"] == model
+        for name in ("history.csv", "confusion.json", "joint_weights.png"):
+            assert (project / f"plots/synthetic/train/{model}" / name).exists()
+        logits = Logits(project / f"data/synthetic/logits/{model}.h5")
+        assert len(logits.video_ids) == 80 and logits.features.shape == (80, 16)
+        assert {"train", "test", "model_selection"} == set(logits.splits)
+        assert len(logits.params_hash) == 16
+    fusion = json.loads((project / "metrics/synthetic/fusion.json").read_text())
+    assert fusion["modalities"] == ["jmrn", "potion"]
+    assert set(fusion["test"]) == {"jmrn", "potion", "average", "fused"}
+    assert json.loads((project / "plots/synthetic/fusion/per_class.json").read_text())
+    clips = json.loads((project / "metrics/synthetic/clips/selection.json").read_text())
+    assert set(clips["methods"]) == {"dense", "random", "uniform", "empirical", "ranker",
+                                     "oracle"}  # fmt: skip
+    assert clips["methods"]["dense"]["clips_used"] == 1.0
+    assert clips["methods"]["ranker"]["clips_used"] < 1.0
+    assert (project / "plots/synthetic/clips/ranker_loss.csv").read_text().count("\n") == 6
+    assert ran(run(project, "dvc", "repro")) == set()
+    run(project, *GIT, "add", "-A")
+    run(project, *GIT, "commit", "-qm", "baseline")
+
+
+def test_a_fusion_param_reruns_only_fusion(project):
+    out = run(project, "dvc", "exp", "run", "-S", "fusion.lr=0.01")
+    assert ran(out) == {"fusion"}
+    diff = json.loads(run(project, "dvc", "metrics", "diff", "--json"))
+    assert "metrics/synthetic/fusion.json" in diff
+    # dvc exp run leaves the experiment in the workspace: back to the committed baseline
+    run(project, "git", "checkout", "--", ".")
+    assert ran(run(project, "dvc", "repro")) == set()
+
+
+def write_external(path: Path, ids: list[str], labels: np.ndarray, classes: list[str],
+                   scale: float) -> None:  # fmt: skip
+    """An external modality written by hand with h5py, following the README's schema only."""
+    rng = np.random.default_rng(0)
+    logits = scale * labels + rng.normal(0, 1, labels.shape)
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = 1
+        f.attrs["class_names"] = classes
+        f.attrs["model"] = "rgb"
+        f["video_id"] = np.array(ids, dtype="S")
+        f["logits"] = logits.astype(np.float64)
+
+
+def test_external_logits_are_fused_and_mismatches_are_errors(project):
+    pose = Logits(project / "data/synthetic/logits/jmrn.h5")
+    external = project / "data/synthetic/external/rgb.h5"
+    labels = pose.labels.astype(float)
+    write_external(external, pose.video_ids[::-1], labels[::-1], pose.class_names, 4.0)
+    try:
+        out = run(project, "dvc", "repro")
+        assert ran(out) == {"fusion"}
+        fusion = json.loads((project / "metrics/synthetic/fusion.json").read_text())
+        assert fusion["modalities"] == ["jmrn", "potion", "rgb"]
+        assert fusion["best_single"] == "rgb"
+        assert fusion["weights"]["rgb"] > max(fusion["weights"]["jmrn"],
+                                              fusion["weights"]["potion"])  # fmt: skip
+        write_external(external, pose.video_ids[1:], labels[1:], pose.class_names, 4.0)
+        proc = subprocess.run(["dvc", "repro"], cwd=project, env=project_env(project),
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode != 0
+        assert "rgb.h5 has no logits for 1 of the" in proc.stdout + proc.stderr
+    finally:
+        external.unlink(missing_ok=True)
+    run(project, "dvc", "repro")
+
+
+def test_exp_run_with_a_paa_param_reruns_training_and_what_follows(project):
     out = run(project, "dvc", "exp", "run", "-S", "paa.beta=1")
-    assert "Running stage 'train'" in out
-    for stage in ("synthesize", "ingest", "heatmaps"):
-        assert f"Running stage '{stage}'" not in out
+    assert {"train@jmrn", "train@potion", "clip_train"} <= ran(out)
+    assert not ran(out) & {"synthesize", "ingest", "heatmaps", "clip_heatmaps"}
     diff = run(project, "dvc", "metrics", "diff", "--json")
-    changed = json.loads(diff)["metrics/synthetic/train.json"]
+    changed = json.loads(diff)["metrics/synthetic/train/jmrn.json"]
     assert "test.loss" in changed and changed["test.loss"]["diff"] != 0
     assert "paa.beta" in run(project, "dvc", "params", "diff")
 
@@ -108,11 +183,11 @@ def test_killed_training_resumes_on_the_next_repro(project):
     params = yaml.safe_load(params_path.read_text())
     params["train"]["epochs"] = 40  # long enough to be killed in the middle
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    checkpoint = project / "models/synthetic/checkpoint.pt"
+    checkpoint = project / "models/synthetic/jmrn.checkpoint.pt"
     checkpoint.unlink(missing_ok=True)  # one from an earlier run would be ignored anyway
-    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=project, env=project_env(project),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(["dvc", "repro", "train@jmrn"], cwd=project,
+                            env=project_env(project), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -124,9 +199,9 @@ def test_killed_training_resumes_on_the_next_repro(project):
         proc.wait()
     stopped_at = checkpoint_epoch(checkpoint)
     assert 2 <= stopped_at < 40
-    out = run(project, "dvc", "repro", "train")
-    assert f"resuming {Path('models/synthetic/checkpoint.pt')} after epoch" in out
-    metrics = json.loads((project / "metrics/synthetic/train.json").read_text())
+    out = run(project, "dvc", "repro", "train@jmrn")
+    assert f"resuming {Path('models/synthetic/jmrn.checkpoint.pt')} after epoch" in out
+    metrics = json.loads((project / "metrics/synthetic/train/jmrn.json").read_text())
     assert metrics["epochs"] == 40
     params["train"]["epochs"] = None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
