@@ -168,6 +168,26 @@ def test_external_logits_are_fused_and_mismatches_are_errors(project):
     run(project, "dvc", "repro")
 
 
+def test_an_external_clip_classifier_replaces_f(project):
+    clips = Logits(project / "data/synthetic/clips/logits.h5")
+    external = project / "data/synthetic/external_clips/rgb.h5"
+    write_external(external, clips.video_ids, clips.labels.astype(float), clips.class_names, 4.0)
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["clips"]["classifier"] = "external"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert ran(run(project, "dvc", "repro")) == {"clip_select"}
+        selection = json.loads((project / "metrics/synthetic/clips/selection.json").read_text())
+        assert selection["classifier"] == "rgb"
+        assert selection["methods"]["dense"]["average"]["top1"] > 0.9  # the planted logits
+    finally:
+        external.unlink(missing_ok=True)
+        params_path.write_text(original)
+    assert ran(run(project, "dvc", "repro")) == {"clip_select"}
+
+
 def test_exp_run_with_a_paa_param_reruns_training_and_what_follows(project):
     out = run(project, "dvc", "exp", "run", "-S", "paa.beta=1")
     assert {"train@jmrn", "train@potion", "clip_train"} <= ran(out)
