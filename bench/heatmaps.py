@@ -53,8 +53,7 @@ def write_keypoints(path: Path, n: int) -> None:
     from jmrn.records import Video
 
     writer = KeypointsWriter(path, dataset="bench", source_format="generated",
-                             layout=COCO17_NECK.name, joint_names=list(COCO17_NECK.joints),
-                             class_names=["a"], multi_label=False)  # fmt: skip
+                             layout=COCO17_NECK, class_names=["a"], multi_label=False)  # fmt: skip
     for vid, kp in random_videos(n):
         writer.add(Video(vid, kp, IMAGE, (0,), "generated"))
     writer.close({"all": list(range(n))})

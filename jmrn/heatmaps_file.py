@@ -2,7 +2,8 @@
 
 Schema (N videos, C temporal channels, V joints, H x W grid, K classes):
 
-    attrs   format_version=1, kind="jmrn.heatmaps", dataset, layout, joint_names (V),
+    attrs   format_version=1, kind="jmrn.heatmaps", dataset, layout, layout_spec (as in
+            keypoints.h5), joint_names (V),
             class_names (K), multi_label, channels, height, width, sigma, truncate, min_conf,
             discretisation
     video_id    (N,)              str
@@ -43,6 +44,7 @@ from jmrn.h5file import ValidatedH5
 from jmrn.heatmaps import Grid, aggregate, temporal_weights
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
+from jmrn.layouts import layout_from_attrs
 from jmrn.parallel import ordered_map
 
 FORMAT_VERSION = 1
@@ -122,7 +124,8 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
             format_version=FORMAT_VERSION, kind=KIND, dataset=attrs["dataset"],
-            layout=attrs["layout"], joint_names=attrs["joint_names"],
+            layout=attrs["layout"], layout_spec=layout_from_attrs(attrs).to_json(),
+            joint_names=attrs["joint_names"],
             class_names=attrs["class_names"], multi_label=attrs["multi_label"],
             channels=channels, height=grid.height, width=grid.width, sigma=grid.sigma,
             truncate=grid.truncate, min_conf=grid.min_conf, discretisation=discretisation,

@@ -71,8 +71,8 @@ def ingest(
     skipped: list[Skipped] = []
     per_class = np.zeros(num_classes, dtype=np.int64)
     with atomic_path(out_path) as tmp:
-        writer = KeypointsWriter(tmp, dataset=dataset, source_format=fmt, layout=target.name,
-                                 joint_names=list(target.joints), class_names=index.class_names,
+        writer = KeypointsWriter(tmp, dataset=dataset, source_format=fmt, layout=target,
+                                 class_names=index.class_names,
                                  multi_label=index.multi_label)  # fmt: skip
         try:
             for item in loaded:

@@ -3,7 +3,8 @@
 Schema (N videos, R = sum over videos of frames x persons, V joints, K classes):
 
     attrs   format_version=1, kind="jmrn.keypoints", dataset, source_format,
-            layout (name), joint_names (V strings), class_names (K strings), multi_label (bool)
+            layout (name), layout_spec (the layout as JSON: joints, flip pairs, PAA groups),
+            joint_names (V strings), class_names (K strings), multi_label (bool)
     video_id     (N,)       str      unique id of each video
     source       (N,)       str      file (and entry) the video was read from
     num_frames   (N,)       int32    T of each video
@@ -29,6 +30,7 @@ import h5py
 import numpy as np
 
 from jmrn.h5file import ValidatedH5
+from jmrn.layouts import Layout
 from jmrn.records import Video
 
 FORMAT_VERSION = 1
@@ -41,16 +43,17 @@ _REQUIRED = ("video_id", "source", "num_frames", "num_persons", "offset", "image
 class KeypointsWriter:
     """Append videos one by one to an open HDF5 file, then ``close`` with the splits."""
 
-    def __init__(self, path: Path, *, dataset: str, source_format: str, layout: str,
-                 joint_names: list[str], class_names: list[str], multi_label: bool,
+    def __init__(self, path: Path, *, dataset: str, source_format: str, layout: Layout,
+                 class_names: list[str], multi_label: bool,
                  flush_rows: int = 1 << 18) -> None:  # fmt: skip
         self.file = h5py.File(path, "w")
         self.file.attrs.update(
             format_version=FORMAT_VERSION, kind=KIND, dataset=dataset,
-            source_format=source_format, layout=layout, joint_names=list(joint_names),
-            class_names=list(class_names), multi_label=bool(multi_label),
+            source_format=source_format, layout=layout.name, layout_spec=layout.to_json(),
+            joint_names=list(layout.joints), class_names=list(class_names),
+            multi_label=bool(multi_label),
         )  # fmt: skip
-        num_joints = len(joint_names)
+        num_joints = layout.num_joints
         self.num_classes = len(class_names)
         self.keypoints = self.file.create_dataset(
             "keypoints", shape=(0, num_joints, 3), maxshape=(None, num_joints, 3),

@@ -1,18 +1,36 @@
 """Skeleton layouts as data: joint names, left/right flip pairs and PAA groups.
 
+A layout is a small YAML file (the built-in ones are ``jmrn/skeletons/<name>.yaml``)::
+
+    name: my_skeleton                 # optional: the file's stem by default
+    joints: [head_top, neck, ...]     # the order of the keypoint arrays
+    flip_pairs: [[l_shoulder, r_shoulder], ...]   # swapped by a horizontal flip; may be []
+    groups:                           # PAA groups, method.md §3.3; any may be empty or absent
+      head: [head_top]
+      left_arm: [l_shoulder, l_elbow, l_hand]
+      right_arm: [...]
+      left_lower_leg: [...]
+      right_lower_leg: [...]
+
 A reader declares the layout of what it reads; nothing downstream hard-codes joint indices.
 Everything is looked up by joint *name*, so converting between layouts (e.g. OpenPose-18 to
-JMRN's COCO-17 + neck order) is a name lookup plus a few derived joints.
-
-PAA groups follow method.md §3.3: head, left arm, right arm, left lower leg, right lower leg.
-Hips, neck and torso joints are moved only by the global translation.
+JMRN's COCO-17 + neck order) is a name lookup plus a few derived joints. Joints in no group
+(hips, neck, torso) are moved only by the global translation. ``get_layout`` takes a built-in
+name or the path of a YAML file; the data files carry the layout itself (``to_json``), so a
+file trained on does not depend on where its YAML was.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
+
+GROUPS = ("head", "left_arm", "right_arm", "left_lower_leg", "right_lower_leg")
+SKELETONS = Path(__file__).parent / "skeletons"
 
 
 @dataclass(frozen=True)
@@ -20,6 +38,7 @@ class Layout:
     name: str
     joints: tuple[str, ...]
     groups: dict[str, tuple[str, ...]]
+    pairs: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -29,15 +48,10 @@ class Layout:
         return self.joints.index(joint)
 
     def flip_permutation(self) -> np.ndarray:
-        """Index array p such that flipped[..., j, ...] = original[..., p[j], ...].
-
-        A joint named ``left_*`` swaps with ``right_*`` (and vice versa); others stay.
-        """
+        """Index array p such that flipped[..., j, ...] = original[..., p[j], ...]."""
         perm = np.arange(self.num_joints)
-        for j, name in enumerate(self.joints):
-            for a, b in (("left_", "right_"), ("right_", "left_")):
-                if name.startswith(a):
-                    perm[j] = self.index(b + name[len(a):])
+        for a, b in self.pairs:
+            perm[self.index(a)], perm[self.index(b)] = self.index(b), self.index(a)
         return perm
 
     def flip_pairs(self) -> list[tuple[int, int]]:
@@ -47,92 +61,74 @@ class Layout:
     def group_indices(self) -> dict[str, list[int]]:
         return {g: [self.index(n) for n in names] for g, names in self.groups.items()}
 
-
-def _limb_groups(head: tuple[str, ...], arm: tuple[str, ...], leg: tuple[str, ...]):
-    return {
-        "head": head,
-        "left_arm": tuple("left_" + j for j in arm),
-        "right_arm": tuple("right_" + j for j in arm),
-        "left_lower_leg": tuple("left_" + j for j in leg),
-        "right_lower_leg": tuple("right_" + j for j in leg),
-    }
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "joints": list(self.joints),
+                           "flip_pairs": [list(p) for p in self.pairs],
+                           "groups": {g: list(v) for g, v in self.groups.items()}})  # fmt: skip
 
 
-_COCO17 = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-_COCO_HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
-_ARM3 = ("shoulder", "elbow", "wrist")
-_LEG2 = ("knee", "ankle")
+def layout_from_dict(data: object, where: str, default_name: str = "") -> Layout:
+    """Validate a layout description (parsed YAML or JSON); errors name ``where``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a layout is a mapping with joints, flip_pairs and groups")
+    unknown_keys = sorted(set(data) - {"name", "joints", "flip_pairs", "groups"})
+    if unknown_keys:
+        raise ValueError(f"{where}: unknown key(s) {unknown_keys} (name, joints, flip_pairs, "
+                         "groups)")  # fmt: skip
+    joints = data.get("joints")
+    if not isinstance(joints, list) or not joints or not all(isinstance(j, str) for j in joints):
+        raise ValueError(f"{where}: 'joints' must be a non-empty list of joint names")
+    if len(set(joints)) != len(joints):
+        twice = sorted({j for j in joints if joints.count(j) > 1})
+        raise ValueError(f"{where}: joint(s) {twice} listed twice")
 
-COCO17 = Layout("coco17", _COCO17, _limb_groups(_COCO_HEAD, _ARM3, _LEG2))
+    def known(name: object, what: str) -> str:
+        if name not in joints:
+            raise ValueError(f"{where}: {what} names {name!r}, which is not one of the joints "
+                             f"{joints}")  # fmt: skip
+        return str(name)
 
-# JMRN's internal order (method.md §1.2) without the background slot: COCO-17, then neck.
-COCO17_NECK = Layout("coco17_neck", _COCO17 + ("neck",), _limb_groups(_COCO_HEAD, _ARM3, _LEG2))
+    pairs, paired = [], set()
+    for pair in data.get("flip_pairs") or []:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+            raise ValueError(f"{where}: a flip pair is two different joint names, got {pair!r}")
+        a, b = known(pair[0], "a flip pair"), known(pair[1], "a flip pair")
+        if {a, b} & paired:
+            raise ValueError(f"{where}: joint {sorted({a, b} & paired)[0]!r} is in two flip pairs")
+        paired |= {a, b}
+        pairs.append((a, b))
+    groups_in = data.get("groups") or {}
+    if not isinstance(groups_in, dict) or set(groups_in) - set(GROUPS):
+        raise ValueError(f"{where}: 'groups' maps some of {list(GROUPS)} to joint lists, got "
+                         f"{sorted(groups_in) if isinstance(groups_in, dict) else groups_in!r}")
+    groups, grouped = {}, set()
+    for g in GROUPS:
+        members = tuple(known(j, f"group {g}") for j in (groups_in.get(g) or []))
+        if set(members) & grouped:
+            raise ValueError(f"{where}: joint {sorted(set(members) & grouped)[0]!r} is in two "
+                             "groups")  # fmt: skip
+        grouped |= set(members)
+        groups[g] = members
+    name = str(data.get("name") or default_name)
+    return Layout(name, tuple(joints), groups, tuple(pairs))
 
-# OpenPose COCO body model (18 parts, as written by --write_json and ST-GCN's Kinetics-skeleton).
-OPENPOSE18 = Layout(
-    "openpose18",
-    (
-        "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-        "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle",
-        "left_hip", "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear",
-    ),  # fmt: skip
-    _limb_groups(_COCO_HEAD, _ARM3, _LEG2),
-)
 
-# OpenPose BODY_25: OpenPose-18 with mid-hip at index 8 and six foot points appended.
-OPENPOSE_BODY25 = Layout(
-    "openpose_body25",
-    (
-        "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-        "left_shoulder", "left_elbow", "left_wrist", "mid_hip",
-        "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-        "right_eye", "left_eye", "right_ear", "left_ear",
-        "left_big_toe", "left_small_toe", "left_heel",
-        "right_big_toe", "right_small_toe", "right_heel",
-    ),  # fmt: skip
-    _limb_groups(
-        _COCO_HEAD, _ARM3, ("knee", "ankle", "big_toe", "small_toe", "heel")
-    ),
-)
+def load_layout(path: str | Path) -> Layout:
+    """A layout YAML file (see the module docstring), validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"layout file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    return layout_from_dict(data, str(path), path.stem)
 
-# JHMDB puppet (subject-centric left/right), the order of joint_positions.mat.
-JHMDB15 = Layout(
-    "jhmdb15",
-    (
-        "neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip",
-        "right_elbow", "left_elbow", "right_knee", "left_knee",
-        "right_wrist", "left_wrist", "right_ankle", "left_ankle",
-    ),  # fmt: skip
-    _limb_groups(("face",), _ARM3, _LEG2),
-)
 
-# NTU RGB+D / Kinect v2, 25 joints (1-based in the NTU docs, 0-based here).
-NTU25 = Layout(
-    "ntu25",
-    (
-        "spine_base", "spine_mid", "neck", "head",
-        "left_shoulder", "left_elbow", "left_wrist", "left_hand",
-        "right_shoulder", "right_elbow", "right_wrist", "right_hand",
-        "left_hip", "left_knee", "left_ankle", "left_foot",
-        "right_hip", "right_knee", "right_ankle", "right_foot",
-        "spine_shoulder", "left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb",
-    ),  # fmt: skip
-    _limb_groups(
-        ("head",),
-        ("shoulder", "elbow", "wrist", "hand", "hand_tip", "thumb"),
-        ("knee", "ankle", "foot"),
-    ),
-)
-
-LAYOUTS: dict[str, Layout] = {
-    layout.name: layout
-    for layout in (COCO17, COCO17_NECK, OPENPOSE18, OPENPOSE_BODY25, JHMDB15, NTU25)
-}
+LAYOUTS: dict[str, Layout] = {p.stem: load_layout(p) for p in sorted(SKELETONS.glob("*.yaml"))}
+COCO17, COCO17_NECK = LAYOUTS["coco17"], LAYOUTS["coco17_neck"]
+OPENPOSE18, OPENPOSE_BODY25 = LAYOUTS["openpose18"], LAYOUTS["openpose_body25"]
+JHMDB15, NTU25 = LAYOUTS["jhmdb15"], LAYOUTS["ntu25"]
 
 # Joints that a target layout may derive from two source joints when the source lacks them:
 # the midpoint, present only where both parents are present (confidence = the smaller one).
@@ -143,9 +139,20 @@ DERIVED_JOINTS: dict[str, tuple[str, str]] = {
 
 
 def get_layout(name: str) -> Layout:
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown skeleton layout {name!r}; known: {sorted(LAYOUTS)}")
-    return LAYOUTS[name]
+    """A built-in layout by name, or a layout YAML file by path (``*.yaml`` / ``*.yml``)."""
+    if name in LAYOUTS:
+        return LAYOUTS[name]
+    if str(name).endswith((".yaml", ".yml")):
+        return load_layout(name)
+    raise ValueError(f"unknown skeleton layout {name!r}; built in: {sorted(LAYOUTS)}, or the "
+                     "path of a layout .yaml file")  # fmt: skip
+
+
+def layout_from_attrs(attrs) -> Layout:
+    """The layout a keypoints.h5 / heatmaps.h5 was written with (older files: by name)."""
+    if "layout_spec" in attrs:
+        return layout_from_dict(json.loads(attrs["layout_spec"]), "layout_spec attribute")
+    return get_layout(str(attrs["layout"]))
 
 
 def convert(keypoints: np.ndarray, source: Layout, target: Layout) -> np.ndarray:

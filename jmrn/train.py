@@ -44,7 +44,7 @@ from jmrn.augment import augment
 from jmrn.data import HeatmapDataset, stratified_split
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.io import atomic_path, save_torch, write_json
-from jmrn.layouts import get_layout
+from jmrn.layouts import layout_from_attrs
 from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
 from jmrn.metrics import multi_label_metrics, single_label_metrics
 from jmrn.models import build_model
@@ -183,7 +183,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     torch.manual_seed(seed)
     with HeatmapsFile(heatmaps_path) as hf:
         class_names, joint_names = hf.class_names, hf.joint_names
-        multi_label, layout = hf.multi_label, get_layout(hf.layout)
+        multi_label, layout = hf.multi_label, layout_from_attrs(hf.file.attrs)
         channels = int(hf.file.attrs["channels"])
         missing = [s for s in settings["splits"].values() if s not in hf.splits]
         if missing:

@@ -168,8 +168,7 @@ def test_readers_reject_files_of_another_kind(raw_dir, tmp_path):
 
 def test_writer_stores_optional_boxes_and_multi_labels(tmp_path):
     path = tmp_path / "k.h5"
-    writer = KeypointsWriter(path, dataset="t", source_format="x", layout="coco17",
-                             joint_names=list(get_layout("coco17").joints),
+    writer = KeypointsWriter(path, dataset="t", source_format="x", layout=get_layout("coco17"),
                              class_names=["a", "b", "c"], multi_label=True)  # fmt: skip
     kp = np.ones((4, 2, 17, 3), np.float32)
     boxes = np.arange(4 * 2 * 4, dtype=np.float32).reshape(4, 2, 4)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from jmrn.layouts import LAYOUTS, convert, get_layout
+from jmrn.layouts import LAYOUTS, convert, get_layout, layout_from_attrs
 
 
 def test_coco17_neck_matches_jmrn_internal_order():
@@ -63,3 +65,50 @@ def test_impossible_conversion_is_a_clear_error():
         convert(np.zeros((1, 15, 3)), get_layout("jhmdb15"), get_layout("coco17"))
     with pytest.raises(ValueError, match="unknown skeleton layout"):
         get_layout("smpl24")
+
+
+CUSTOM = """
+name: rig7
+joints: [head, l_hand, r_hand, pelvis, l_foot, r_foot, tail]
+flip_pairs: [[l_hand, r_hand], [l_foot, r_foot]]
+groups:
+  head: [head]
+  left_arm: [l_hand]
+  right_arm: [r_hand]
+  left_lower_leg: [l_foot]
+  right_lower_leg: []
+"""
+
+
+def test_a_layout_yaml_file_is_a_layout(tmp_path):
+    path = tmp_path / "rig7.yaml"
+    path.write_text(CUSTOM)
+    layout = get_layout(str(path))
+    assert layout.name == "rig7" and layout.num_joints == 7
+    assert layout.flip_permutation().tolist() == [0, 2, 1, 3, 5, 4, 6]
+    assert layout.group_indices()["left_lower_leg"] == [4]
+    assert layout.group_indices()["right_lower_leg"] == []
+    # the JSON stored in data files gives the same layout back
+    assert layout_from_attrs({"layout": "x", "layout_spec": layout.to_json()}) == layout
+    assert layout_from_attrs({"layout": "coco17"}) == get_layout("coco17")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[[l_hand, r_hand], [l_foot, r_foot]]", "[[l_hand, r_hand], [l_foot, r_toe]]"),
+     "a flip pair names 'r_toe', which is not one of the joints"),
+    (("[[l_hand, r_hand], [l_foot, r_foot]]", "[[l_hand, r_hand], [l_hand, r_foot]]"),
+     "joint 'l_hand' is in two flip pairs"),
+    (("left_lower_leg: [l_foot]", "left_lower_leg: [l_knee]"),
+     "group left_lower_leg names 'l_knee'"),
+    (("left_lower_leg: [l_foot]", "left_lower_leg: [l_hand]"), "'l_hand' is in two groups"),
+    (("right_lower_leg: []", "tail: [tail]"), "'groups' maps some of"),
+    (("pelvis, l_foot", "pelvis, head, l_foot"), "joint(s) ['head'] listed twice"),
+    (("name: rig7", "name: rig7\nflip: []"), "unknown key(s) ['flip']"),
+])  # fmt: skip
+def test_layout_file_errors_name_the_file_and_the_problem(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(CUSTOM.replace(*change))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+        get_layout(str(path))
+    with pytest.raises(ValueError, match="does not exist"):
+        get_layout(str(tmp_path / "missing.yaml"))

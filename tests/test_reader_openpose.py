@@ -146,8 +146,11 @@ def test_layout_option(tmp_path: Path):
     assert index.layout == "openpose_body25"
     videos = load_all(index)
     assert isinstance(videos["body25"], Video) and isinstance(videos["clean"], Skipped)
-    with pytest.raises(ReadError, match="layout"):
-        openpose.index(tmp_path, {**SIZE, "layout": "coco17"})
+    with pytest.raises(ReadError, match="unknown skeleton layout 'smpl24'"):
+        openpose.index(tmp_path, {**SIZE, "layout": "smpl24"})
+    # another model's joints: a built-in or YAML layout; videos of other lengths are skipped
+    index = openpose.index(tmp_path, {**SIZE, "layout": "coco17"})
+    assert all(isinstance(v, Skipped) for v in load_all(index).values())
 
 
 def test_layout_detected_past_empty_frames(tmp_path: Path):

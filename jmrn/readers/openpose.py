@@ -23,7 +23,8 @@ Options: ``image_size`` ([H, W], required: OpenPose JSON does not record the fra
 ``class_names`` (text file, one class per line, index = line; default: the sorted class folder
 names; videos of a class folder absent from the file are skipped), ``layout`` (``auto``, the
 default, detects it from the first person found in the first frame files, which is cheap; a
-video whose persons have another number of values is skipped).
+built-in name or a layout YAML file for other models; a video whose persons have another
+number of values is skipped).
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ DETECT_MAX_FILES = 50  # frame files opened at most to detect the layout
 
 
 def layout_option(options: dict) -> str | None:
-    """The layout forced by ``options["layout"]``, or None for ``auto``."""
+    """The layout forced by ``options["layout"]`` (a built-in name or a layout YAML file, for
+    a model with other joints than OpenPose's), or None for ``auto``."""
     layout = options.get("layout") or "auto"
     if layout == "auto":
         return None
-    if layout not in LAYOUT_BY_VALUES.values():
-        raise ReadError(f"layout {layout!r} is not an OpenPose layout; use one of "
-                        f"{sorted(LAYOUT_BY_VALUES.values())} or 'auto'")  # fmt: skip
+    try:
+        get_layout(layout)
+    except ValueError as err:
+        raise ReadError(f"source.layout: {err}") from None
     return layout
 
 

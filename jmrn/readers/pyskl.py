@@ -7,7 +7,9 @@ the score as a third coordinate of ``keypoint``; that is accepted. Releases with
 ``keypoint`` (PYSKL's Kinetics-400 keeps keypoints in separate files) are rejected.
 
 Options: ``file`` (pickle name inside raw_dir; default: its only ``.pkl``), ``class_names``
-(text file, one class per line, index = line), ``layout`` (``auto`` picks by joint count).
+(text file, one class per line, index = line), ``layout`` (``auto`` picks a built-in layout
+by joint count; or a built-in name, or the path of a layout YAML file). Integer coordinates
+are cast to float32 (never wrapped).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.layouts import get_layout
 from jmrn.readers.common import class_names_from_file, find_single_file
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 from jmrn.safe_pickle import load_pickle
@@ -46,12 +49,21 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     joint_counts = Counter(np.shape(a["keypoint"])[2] for a in annotations
                            if "keypoint" in a and np.ndim(a["keypoint"]) == 4)  # fmt: skip
     layout = options.get("layout") or "auto"
+    common = joint_counts.most_common(1)[0][0] if joint_counts else None
     if layout == "auto":
-        common = joint_counts.most_common(1)[0][0] if joint_counts else None
         if common not in LAYOUT_BY_JOINTS:
-            raise ReadError(f"{path}: {common} joints per person matches no known layout; "
-                            "set the dataset's source.layout")  # fmt: skip
+            raise ReadError(f"{path}: {common} joints per person matches no built-in layout "
+                            f"({', '.join(f'{v} = {n}' for v, n in LAYOUT_BY_JOINTS.items())}); "
+                            "describe the skeleton in a layout YAML file and set the dataset's "
+                            "source.layout to its path")  # fmt: skip
         layout = LAYOUT_BY_JOINTS[common]
+    try:
+        expected = get_layout(layout).num_joints
+    except ValueError as err:
+        raise ReadError(f"source.layout: {err}") from None
+    if common is not None and common != expected:
+        raise ReadError(f"{path}: the keypoints have {common} joints per person, but layout "
+                        f"{layout!r} has {expected}")  # fmt: skip
     if options.get("class_names"):
         class_names = class_names_from_file(options["class_names"])
     else:
