@@ -41,7 +41,35 @@ def section(params: dict, name: str) -> dict:
 MODELS = ("jmrn", "potion")
 
 
-def training_settings(params: dict, model: str = "jmrn") -> dict:
+def split_names(params: dict, split: int | None = None) -> dict[str, str]:
+    """The train and test split names of the active dataset: ``splits.train`` and
+    ``splits.test`` with ``{split}`` replaced by ``split``, else the top-level ``split``
+    param, else the dataset's ``splits.split``."""
+    splits = dataset_block(params)["splits"]
+    if split is None:
+        split = params.get("split") if params.get("split") is not None else splits.get("split")
+    names = {}
+    for role in ("train", "test"):
+        name = str(splits[role])
+        if "{split}" in name and split is None:
+            raise ValueError(f"params.yaml: datasets.{params['dataset']}.splits.{role} is "
+                             f"{name!r}: set splits.split (or the top-level split)")
+        names[role] = name.replace("{split}", str(split))
+    if splits.get("also_test"):  # further test sets, scored with the selected model
+        names["also_test"] = list(splits["also_test"])
+    return names
+
+
+def all_split_names(params: dict) -> list[str]:
+    """Every split name the dataset's params can ask for (all numbered splits)."""
+    choices = dataset_block(params)["splits"].get("all") or [None]
+    names = set(dataset_block(params)["splits"].get("also_test") or [])
+    for k in choices:
+        names |= {split_names(params, k)[role] for role in ("train", "test")}
+    return sorted(names)
+
+
+def training_settings(params: dict, model: str = "jmrn", split: int | None = None) -> dict:
     """What a train stage reads: the resolved model, paa, contrastive and train sections for
     ``model`` (jmrn | potion), and the dataset's split names. The PoTion baseline takes its
     own normalisation from the ``potion`` section (PoTion's is ``max``)."""
@@ -51,7 +79,7 @@ def training_settings(params: dict, model: str = "jmrn") -> dict:
     settings["model"]["name"] = model
     if model == "potion":
         settings["train"]["normalize"] = section(params, "potion")["normalize"]
-    settings["splits"] = dataset_block(params)["splits"]
+    settings["splits"] = split_names(params, split)
     return settings
 
 

@@ -21,7 +21,7 @@ from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsWriter
 from jmrn.layouts import convert, get_layout
 from jmrn.parallel import ordered_map
-from jmrn.readers import get_reader
+from jmrn.readers import detect_format, get_reader
 from jmrn.records import ReadError, Skipped, Video, check_video
 
 
@@ -42,6 +42,7 @@ def ingest(
     layout: str | None = None,
     min_frames: int = 3,
     max_skipped_fraction: float = 0.25,
+    required_splits: tuple[str, ...] = (),
     n_jobs: int = -1,
     progress=None,
 ) -> dict:
@@ -53,8 +54,14 @@ def ingest(
     if not raw_dir.exists():
         raise ReadError(f"raw data folder {raw_dir} does not exist: put the {dataset!r} files "
                         f"there (format {fmt!r}) or set datasets.{dataset}.raw_dir")  # fmt: skip
+    if fmt == "auto":
+        fmt = detect_format(raw_dir)
     reader = get_reader(fmt)
     index = reader.index(raw_dir, dict(options or {}))
+    absent = [s for s in required_splits if s not in index.splits]
+    if absent:
+        raise ReadError(f"{raw_dir}: no split(s) {absent} in the {fmt} data, which has "
+                        f"{sorted(index.splits)}; set datasets.{dataset}.splits")  # fmt: skip
     source = get_layout(index.layout)
     target = get_layout(layout) if layout else source
     try:  # fail before reading any video
@@ -121,6 +128,7 @@ def ingest(
         "kept": len(kept_ids),
         "skipped": len(skipped),
         "skipped_by_reason": dict(Counter(_reason_kind(s.reason) for s in skipped)),
+        "left_out": dict(index.left_out),
         "classes": num_classes,
         "videos_per_class": dict(zip(index.class_names, per_class.tolist(), strict=True)),
         "splits": {name: len(v) for name, v in splits.items()},

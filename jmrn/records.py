@@ -56,6 +56,9 @@ class SourceIndex:
     splits: dict[str, list[str]]
     entries: list = field(default_factory=list)
     parallel: bool = True  # False when entries already hold the data (pickles): no gain
+    # videos left out by design before loading (e.g. of classes outside a chosen subset),
+    # counted per reason in the ingest report; they are not skips
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def check_video(

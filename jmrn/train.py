@@ -185,12 +185,15 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         class_names, joint_names = hf.class_names, hf.joint_names
         multi_label, layout = hf.multi_label, layout_from_attrs(hf.file.attrs)
         channels = int(hf.file.attrs["channels"])
-        missing = [s for s in settings["splits"].values() if s not in hf.splits]
+        also_test = list(settings["splits"].get("also_test", []))
+        wanted = [settings["splits"]["train"], settings["splits"]["test"], *also_test]
+        missing = [s for s in wanted if s not in hf.splits]
         if missing:
             raise ValueError(f"{heatmaps_path}: no split(s) {missing}; it has "
                              f"{sorted(hf.splits)} (set the dataset's splits)")  # fmt: skip
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
+        extra_idx = {name: hf.splits[name] for name in also_test}
         groups = None if hf.clip_video is None else hf.clip_video[train_all]
         train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
                                               t_set["val_fraction"], seed, groups)  # fmt: skip
@@ -200,6 +203,9 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     train_set = HeatmapDataset(heatmaps_path, train_idx, crop, norm, train=True, seed=seed)
     val_set = HeatmapDataset(heatmaps_path, val_idx, crop, norm, train=False)
     test_set = HeatmapDataset(heatmaps_path, test_idx, crop, norm, train=False)
+    # further test sets, reported for the selected model only (e.g. Mimetics beside Kinetics)
+    extra_sets = {name: HeatmapDataset(heatmaps_path, extra_idx[name], crop, norm, train=False)
+                  for name in also_test}  # fmt: skip
 
     # channels_last weights match the channels_last activations (and their gradients, which
     # DistributedDataParallel's buckets expect in the parameters' layout).
@@ -288,7 +294,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             print(_summary_line(record, epochs))
     return _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
                    settings, per_rank, loader_workers, rank, model_path, metrics_path,
-                   per_class_path, plots_dir, val_idx)  # fmt: skip
+                   per_class_path, plots_dir, val_idx, extra_sets)  # fmt: skip
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
@@ -320,7 +326,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: 
 
 def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
             batch, workers, rank, model_path, metrics_path, per_class_path,
-            plots_dir, val_idx) -> dict:  # fmt: skip
+            plots_dir, val_idx, extra_sets) -> dict:  # fmt: skip
     """Evaluate the selected weights on the test split and write every output (rank 0)."""
     best = state["best"]
     model.load_state_dict(best["model"])
@@ -341,6 +347,11 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
             key: max(r["test_metric"] for r in evaluated)
         },
     }
+    for name, dataset in extra_sets.items():
+        extra = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
+        figures = score(extra, multi_label, class_names)
+        metrics.setdefault("also_test", {})[name] = {
+            "loss": extra["loss"], **{k: v for k, v in figures.items() if isinstance(v, float)}}
     if rank != 0:
         return metrics
     per_class = {k: v for k, v in test.items() if k.startswith("per_class")}

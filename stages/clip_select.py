@@ -10,14 +10,13 @@ import csv
 from pathlib import Path
 
 from jmrn.clip_selection import run_clip_selection
-from jmrn.config import dataset_block, load_params, section
+from jmrn.config import load_params, section, split_names
 from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.logits_file import Logits
 
 params = load_params()
 name = params["dataset"]
-splits, clips, ranker = dataset_block(params)["splits"], section(params, "clips"), \
-    section(params, "ranker")  # fmt: skip
+splits, clips, ranker = split_names(params), section(params, "clips"), section(params, "ranker")
 jmrn_clips = Logits(f"data/{name}/clips/logits.h5")
 if clips["classifier"] == "jmrn":
     classifier = jmrn_clips

@@ -4,13 +4,13 @@ learned late fusion, metrics/<dataset>/fusion.json and the per-class plot."""
 import json
 from pathlib import Path
 
-from jmrn.config import dataset_block, load_params, section
+from jmrn.config import load_params, section, split_names
 from jmrn.fusion import run_fusion
 from jmrn.io import write_json
 
 params = load_params()
 name = params["dataset"]
-splits = dataset_block(params)["splits"]
+splits = split_names(params)
 external = sorted(Path(f"data/{name}/external").glob("*.h5"))
 ingest = json.loads(Path(f"reports/{name}/ingest.json").read_text())
 skipped = {s["video_id"] for s in ingest.get("skipped_videos", [])}

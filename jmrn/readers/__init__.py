@@ -3,9 +3,12 @@ lists the videos, classes and splits) and ``load(entry) -> Video | Skipped`` (on
 
 from __future__ import annotations
 
+from itertools import islice
+from pathlib import Path
 from types import ModuleType
 
 from jmrn.readers import jhmdb, openpose, pyskl, stgcn
+from jmrn.records import ReadError
 
 READERS: dict[str, ModuleType] = {
     "pyskl": pyskl,
@@ -18,6 +21,28 @@ NOT_BUILT = {
     "charades_csv": "Charades (multi-label CSV + per-frame poses)",
     "ava_csv": "AVA (per-person boxes CSV + keypoints)",
 }
+
+
+def detect_format(raw_dir: Path) -> str:
+    """The format of a raw folder, for datasets released in several (``format: auto``): a
+    ``joint_positions/`` folder is JHMDB, a ``.pkl`` a PYSKL pickle, ``<split>_label.json``
+    files ST-GCN's Kinetics-skeleton, ``<class>/<video>/*_keypoints.json`` OpenPose."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ReadError(f"raw directory {raw_dir} does not exist")
+    if (raw_dir / "joint_positions").is_dir():
+        return "jhmdb_mat"
+    if any(raw_dir.glob("*.pkl")):
+        return "pyskl"
+    if any(raw_dir.glob("*_label.json")):
+        return "stgcn_json"
+    for class_dir in islice((p for p in sorted(raw_dir.iterdir()) if p.is_dir()), 5):
+        for video_dir in islice((p for p in class_dir.iterdir() if p.is_dir()), 5):
+            if next(video_dir.glob("*" + openpose.FRAME_SUFFIX), None) is not None:
+                return "openpose_json"
+    raise ReadError(f"cannot tell the format of {raw_dir}: expected a PYSKL .pkl, OpenPose "
+                    "<class>/<video>/*_keypoints.json folders, ST-GCN <split>_label.json files "
+                    "or a JHMDB joint_positions/ folder; or set the dataset's format")
 
 
 def get_reader(fmt: str) -> ModuleType:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,50 @@ def class_folder_videos(root: Path, options: dict, exclude: tuple[str, ...] = ()
     if not entries:
         raise ReadError(f"no video folders found in {root}/<class>/")
     return class_names, entries
+
+
+SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
+SPLIT_LINE = re.compile(r"^(?P<video>\S+?)(?:\.avi)?\s+(?P<mark>[012])$")
+
+
+def read_test_split_files(split_dir: Path, class_dirs: list[str]) -> dict[str, list[str]]:
+    """``train<k>``/``test<k>`` video ids from every ``<class>_test_split<k>.txt`` (the split
+    files of HMDB51 and JHMDB: lines ``<video>.avi 1`` train, ``2`` test, ``0`` unused).
+
+    A split number that lacks the file of some class on disk would silently drop that class
+    from the split, so it is an error rather than a partial split.
+    """
+    if not split_dir.is_dir():
+        raise ReadError(f"split directory {split_dir} does not exist")
+    files: dict[int, dict[str, Path]] = {}
+    for path in sorted(split_dir.iterdir()):
+        match = SPLIT_FILE.match(path.name)
+        if match and path.is_file():
+            files.setdefault(int(match["k"]), {})[match["cls"]] = path
+    if not files:
+        raise ReadError(f"no <class>_test_split<k>.txt files in {split_dir}")
+    splits: dict[str, list[str]] = {}
+    for k in sorted(files):
+        lacking = [c for c in class_dirs if c not in files[k]]
+        if lacking:
+            raise ReadError(
+                f"split {k}: no split file for class(es) {lacking} "
+                f"(expected e.g. {split_dir / f'{lacking[0]}_test_split{k}.txt'})"
+            )
+        train, test = [], []
+        for path in files[k].values():
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                match = SPLIT_LINE.match(line.strip())
+                if not match:
+                    raise ReadError(
+                        f"{path}, line {number}: expected '<video>.avi 1' (train) "
+                        f"or '<video>.avi 2' (test), got {line.strip()!r}"
+                    )
+                if match["mark"] == "1":
+                    train.append(match["video"])
+                elif match["mark"] == "2":
+                    test.append(match["video"])
+        splits[f"train{k}"], splits[f"test{k}"] = sorted(train), sorted(test)
+    return splits

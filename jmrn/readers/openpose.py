@@ -3,7 +3,9 @@
 On disk::
 
     raw_dir/<class>/<video>/<anything>_<frame:012d>_keypoints.json
-    raw_dir/splits/<split_name>.txt        optional, one video id per line
+    raw_dir/splits/<split_name>.txt        optional, one video id per line, or HMDB51's own
+    raw_dir/splits/<class>_test_split<k>.txt   lines "<video>.avi 1|2|0" (train, test, unused),
+                                               giving splits train<k> and test<k>
 
 Each frame file is ``{"version": ..., "people": [{"pose_keypoints_2d": [x0, y0, c0, ...]},
 ...]}`` with x, y in pixels and ``people`` possibly empty (OpenPose 1.0's ``pose_keypoints``
@@ -38,9 +40,11 @@ import numpy as np
 from jmrn.layouts import get_layout
 from jmrn.readers.common import (
     MAX_FRAME_SPAN,
+    SPLIT_FILE,
     class_folder_videos,
     image_size_option,
     pack_persons,
+    read_test_split_files,
 )
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 
@@ -130,7 +134,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     for entry in entries:
         entry["layout"], entry["values"] = layout, values
     split_dir = raw_dir / SPLIT_DIR
-    if split_dir.is_dir():
+    if split_dir.is_dir() and any(SPLIT_FILE.match(p.name) for p in split_dir.iterdir()):
+        splits = read_test_split_files(split_dir, sorted({e["class_name"] for e in entries}))
+    elif split_dir.is_dir():
         splits = _read_splits(split_dir)
     else:
         splits = {"all": [entry["video_id"] for entry in entries]}

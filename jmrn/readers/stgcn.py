@@ -25,7 +25,12 @@ checked against the names in the label files), ``layout`` (``auto``, the default
 from the first non-empty video files; ``openpose18`` when none is found). Without
 ``class_names`` the class list is built from the (label_index, label) pairs of the label
 files; with neither, ``index`` reads the label of every video file (slow on a large dataset:
-give ``class_names`` instead).
+give ``class_names`` instead). ``subset_classes`` (text file of class names, e.g. Mimetics'
+50 Kinetics classes) keeps only the videos of those classes, renumbered in that file's order
+and matched by name (so another release's label indices, such as Mimetics', need not be
+Kinetics'); the others are left out before loading and counted in the report, and a name
+matching no class of the data is an error. A video whose label file entry says
+``has_skeleton: false`` is skipped without being opened.
 """
 
 from __future__ import annotations
@@ -177,6 +182,8 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
                 "path": str(path),
                 "in_label_file": info is not None,
                 "label": info.get("label_index") if info is not None else None,
+                "label_name": info.get("label") if info is not None else None,
+                "has_skeleton": info.get("has_skeleton", True) if info is not None else True,
                 "image_size": image_size,
             })  # fmt: skip
         splits[split] = sorted({p.stem for p in files} | set(labels))
@@ -197,11 +204,49 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         length = _peek(Path(entry["path"])).get("pose_length")
         layout = LAYOUT_BY_POSE_LENGTH.get(length)
     layout = layout or DEFAULT_LAYOUT
-    class_names = _class_names(pairs, options)
+    left_out = {}
+    if options.get("subset_classes"):
+        class_names, entries, splits, left_out = _keep_subset(options, pairs, entries, splits)
+    else:
+        class_names = _class_names(pairs, options)
     num_joints = get_layout(layout).num_joints
     for entry in entries:
         entry["layout"], entry["num_joints"] = layout, num_joints
-    return SourceIndex(layout, class_names, False, splits, entries, parallel=True)
+    return SourceIndex(layout, class_names, False, splits, entries, parallel=True,
+                       left_out=left_out)  # fmt: skip
+
+
+def _keep_subset(options: dict, pairs: list, entries: list[dict], splits: dict):
+    """Keep the videos of the classes named in ``options["subset_classes"]`` (e.g. the 50
+    Kinetics classes of Mimetics), renumbered in that file's order, matched by *name* (the
+    label indices of another release, such as Mimetics', need not be Kinetics'). A name that
+    matches no class of the data (``class_names``, or else the label files) is an error."""
+    subset_path = options["subset_classes"]
+    subset = class_names_from_file(subset_path)
+    if options.get("class_names"):
+        known, source = class_names_from_file(options["class_names"]), options["class_names"]
+    else:
+        known, source = [n for _, n, _ in pairs if isinstance(n, str)], "the label files"
+    known_set = {_normalise(n) for n in known}
+    unknown = [n for n in subset if _normalise(n) not in known_set]
+    if unknown:
+        raise ReadError(f"{subset_path}: {len(unknown)} class name(s) match no class of "
+                        f"{source} (first: {unknown[0]!r}); names compare up to case and "
+                        "'_' vs ' '")  # fmt: skip
+    index_of = {_normalise(n): k for k, n in enumerate(subset)}
+    kept, left_out = [], 0
+    for entry in entries:
+        if entry["label_name"] is None:  # not in a label file: load() maps the file's name
+            kept.append({**entry, "subset": index_of})
+            continue
+        k = index_of.get(_normalise(str(entry["label_name"])))
+        if k is None:
+            left_out += 1
+        else:
+            kept.append({**entry, "label": k})
+    ids = {entry["video_id"] for entry in kept}
+    splits = {name: [v for v in videos if v in ids] for name, videos in splits.items()}
+    return subset, kept, splits, {"class not in source.subset_classes": left_out}
 
 
 def load(entry: dict) -> Video | Skipped:
@@ -211,6 +256,8 @@ def load(entry: dict) -> Video | Skipped:
     def skip(reason: str) -> Skipped:
         return Skipped(video_id, source, reason)
 
+    if not entry.get("has_skeleton", True):
+        return skip("has_skeleton is false in its label file")
     try:
         data = json.loads(Path(source).read_text())
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
@@ -220,6 +267,10 @@ def load(entry: dict) -> Video | Skipped:
     if not data["data"]:
         return skip("empty sequence ('data' has no frames)")
     label = entry["label"] if entry["in_label_file"] else data.get("label_index")
+    if "subset" in entry:  # subset_classes, a video without a label file entry: by name
+        label = entry["subset"].get(_normalise(str(data.get("label"))))
+        if label is None:
+            return skip(f"label {data.get('label')!r} is not in source.subset_classes")
     if not _is_index(label) or label < 0:
         where = "its label file entry" if entry["in_label_file"] else "the video file"
         return skip(f"unknown label (label_index {label!r} in {where})")
