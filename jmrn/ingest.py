@@ -138,5 +138,10 @@ def ingest(
 
 
 def _summary(skipped: list[Skipped]) -> str:
+    """The commonest skip reasons, and the first skipped video's file and reason in full."""
     counts = Counter(_reason_kind(s.reason) for s in skipped).most_common(3)
-    return ", ".join(f"{n}x {reason}" for reason, n in counts) or "nothing read"
+    if not counts:
+        return "nothing read"
+    first = skipped[0]
+    return (", ".join(f"{n}x {reason}" for reason, n in counts)
+            + f"; first: {first.source}: {first.reason}")
