@@ -1,0 +1,201 @@
+"""Every dataset preset of params.yaml, end to end through its stage scripts, on synthetic data
+written in the preset's real raw format: ingest -> heatmaps -> train (a tiny network) ->
+logits, with the preset's own format, layout, splits and reader options."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+
+from jmrn import synthetic, synthetic_formats
+from jmrn.keypoints_file import KeypointsFile
+from jmrn.logits_file import Logits
+
+# Only the network size, the grid and the epochs change: the rest is the preset's.
+TINY = {"heatmap": {"height": 24, "width": 32},
+        "model": {"c_dim": 4, "widths": [8, 16], "head_width": 16, "dropout": 0.0},
+        "train": {"epochs": 2, "batch_size": 16, "crop": [24, 32], "eval_every": 1}}  # fmt: skip
+KINETICS_NAMES = ["waving hand", "clapping", "jumping jacks", "squat", "kicking field goal",
+                  "walking the dog", "high jump", "punching bag", "bowling", "arm wrestling"]
+
+
+def make_project(tmp_path: Path, dataset: str, source: dict, **block) -> Path:
+    """A folder with params.yaml (the real one, preset ``dataset`` active) and stages/."""
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "stages", root / "stages")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"] = dataset
+    params["compute"]["n_jobs"] = 1
+    params["datasets"][dataset]["source"].update(source)
+    params["datasets"][dataset].update(block)
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def run_stages(root: Path, *stages: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    out = ""
+    for stage in stages:
+        proc = subprocess.run([sys.executable, *stage.split()], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, f"{stage} failed:\n{proc.stdout}\n{proc.stderr}"
+        out += proc.stdout + proc.stderr
+    return out
+
+
+PIPELINE = ("stages/ingest.py", "stages/heatmaps.py", "stages/train.py jmrn",
+            "stages/logits.py jmrn")  # fmt: skip
+
+
+def check_outputs(root: Path, dataset: str, videos: int, joints: int) -> dict:
+    report = json.loads((root / f"reports/{dataset}/ingest.json").read_text())
+    with KeypointsFile(root / f"data/{dataset}/keypoints.h5") as kf:
+        assert len(kf) == report["kept"] == videos
+        assert len(kf.joint_names) == joints
+    metrics = json.loads((root / f"metrics/{dataset}/train/jmrn.json").read_text())
+    assert metrics["epochs"] == 2 and 0.0 <= metrics["test"]["top1"] <= 1.0
+    logits = Logits(root / f"data/{dataset}/logits/jmrn.h5")
+    assert len(logits.video_ids) == videos and logits.features.shape[1] == 16
+    return {"report": report, "metrics": metrics}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return synthetic.generate(seed=3, videos_per_class=3)
+
+
+def test_hmdb_from_a_pyskl_pickle_and_all_three_splits(tmp_path, data):
+    raw = tmp_path / "raw"
+    synthetic_formats.write_pyskl_multisplit(data, raw, splits=3)
+    root = make_project(tmp_path, "hmdb", {"class_names": str(raw / "classes.txt")},
+                        raw_dir=str(raw))  # fmt: skip
+    run_stages(root, *PIPELINE)
+    out = check_outputs(root, "hmdb", 30, 18)
+    assert out["report"]["format"] == "pyskl" and out["report"]["layout"] == "coco17_neck"
+    assert set(out["report"]["splits"]) == {f"{s}{k}" for s in ("train", "test") for k in (1, 2, 3)}
+    run_stages(root, "-m jmrn.all_splits")
+    summary = json.loads((root / "metrics/hmdb/splits.json").read_text())["jmrn"]
+    assert set(summary) == {"split1", "split2", "split3", "mean", "std"}
+    tops = [summary[f"split{k}"]["top1"] for k in (1, 2, 3)]
+    assert summary["mean"]["top1"] == pytest.approx(np.mean(tops))
+    assert (root / "models/hmdb/splits/3/jmrn.pt").exists()
+
+
+@pytest.mark.parametrize("layout, joints_in_file", [("openpose18", 18), ("openpose_body25", 25)])
+def test_hmdb_from_openpose_folders_with_hmdb_split_files(tmp_path, data, layout, joints_in_file):
+    raw = tmp_path / "raw"
+    synthetic_formats.write_openpose_folders(data, raw, layout=layout, hmdb_splits=3,
+                                             overshoot=0.03)  # fmt: skip
+    root = make_project(tmp_path, "hmdb", {"image_size": [240, 320]}, raw_dir=str(raw))
+    run_stages(root, *PIPELINE)
+    out = check_outputs(root, "hmdb", 30, 18)
+    report = out["report"]
+    assert report["format"] == "openpose_json" and report["source_layout"] == layout
+    assert report["splits"]["train2"] + report["splits"]["test2"] <= 30
+    assert report["splits"]["test1"] > 0
+
+
+def test_kinetics50_to_mimetics(tmp_path, data):
+    raw = tmp_path / "raw"
+    synthetic_formats.write_stgcn_json(data, raw, class_names=KINETICS_NAMES, empty_videos=1,
+                                       no_skeleton=1)  # fmt: skip
+    mimetics = synthetic.generate(seed=4, videos_per_class=2)
+    for ann in mimetics["annotations"]:  # Mimetics' own video ids
+        ann["frame_dir"] = "mimetics_" + ann["frame_dir"]
+    mimetics["split"] = {k: ["mimetics_" + v for v in ids] for k, ids in mimetics["split"].items()}
+    synthetic_formats.write_stgcn_json(mimetics, tmp_path / "m", class_names=KINETICS_NAMES,
+                                       split_names={"train": "x", "test": "mimetics"})  # fmt: skip
+    shutil.move(tmp_path / "m/mimetics", raw / "mimetics")
+    shutil.move(tmp_path / "m/mimetics_label.json", raw / "mimetics_label.json")
+    subset = KINETICS_NAMES[:6]  # 6 of the 10 classes, as Mimetics keeps 50 of 400
+    (raw / "classes50.txt").write_text("\n".join(reversed(subset)).replace(" ", "_") + "\n")
+    root = make_project(tmp_path, "kinetics50_mimetics",
+                        {"subset_classes": str(raw / "classes50.txt")}, raw_dir=str(raw))
+    run_stages(root, *PIPELINE)
+    report = json.loads((root / "reports/kinetics50_mimetics/ingest.json").read_text())
+    mimetics_test = set(mimetics["split"]["test"])  # only its test split was kept
+    labels = [a["label"] for a in data["annotations"]]
+    labels += [a["label"] for a in mimetics["annotations"] if a["frame_dir"] in mimetics_test]
+    inside = sum(label < 6 for label in labels)
+    assert report["classes"] == 6
+    assert report["left_out"] == {"class not in source.subset_classes": len(labels) - inside}
+    assert report["kept"] + report["skipped"] == inside and report["skipped"] <= 2
+    reasons = " ".join(s["reason"] for s in report["skipped_videos"])
+    assert report["skipped"] == reasons.count("has_skeleton is false") + reasons.count("empty")
+    assert report["splits"]["mimetics"] > 0
+    metrics = json.loads((root / "metrics/kinetics50_mimetics/train/jmrn.json").read_text())
+    assert set(metrics["also_test"]["mimetics"]) >= {"top1", "top5", "loss"}
+    assert "top5" in metrics["test"]
+    with KeypointsFile(root / "data/kinetics50_mimetics/keypoints.h5") as kf:
+        assert kf.class_names == [n.replace(" ", "_") for n in reversed(subset)]
+        # labels follow the subset file's order: class k of the file is KINETICS_NAMES[5 - k]
+        first = kf.video_ids.index(next(a["frame_dir"] for a in data["annotations"]
+                                        if a["label"] == 0 and a["frame_dir"] in kf.video_ids))
+        assert kf.label[first] == 5
+
+
+def test_kinetics_subset_names_must_exist(tmp_path, data):
+    raw = tmp_path / "raw"
+    synthetic_formats.write_stgcn_json(data, raw, class_names=KINETICS_NAMES)
+    (raw / "classes50.txt").write_text("clapping\nmoonwalking\n")
+    root = make_project(tmp_path, "kinetics50_mimetics",
+                        {"subset_classes": str(raw / "classes50.txt")}, raw_dir=str(raw),
+                        splits={"train": "kinetics_train", "test": "kinetics_val"})
+    proc = subprocess.run([sys.executable, "stages/ingest.py"], cwd=root, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+    assert proc.returncode != 0
+    assert "classes50.txt: 1 class name(s) match no class of the label files (first: " \
+           "'moonwalking')" in proc.stderr  # fmt: skip
+
+
+def readme_block(start: str) -> str:
+    """The README code block whose first line starts with ``start`` (the worked example)."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    for block in text.split("```yaml\n")[1:]:
+        body = block.split("```")[0]
+        lines = [line[3:] if line.startswith("   ") else line for line in body.splitlines()]
+        if lines and lines[0].strip().startswith(start):
+            return "\n".join(lines) + "\n"
+    raise AssertionError(f"no yaml block starting with {start!r} in the README")
+
+
+def test_the_readme_worked_example_with_a_skeleton_that_is_not_built_in(tmp_path, data):
+    """Steps 1-3 of the README's 'Bring your own dataset', with its YAML verbatim."""
+    root = tmp_path / "project"
+    raw = root / "data/raw/lab13"
+    written = synthetic_formats.write_custom_layout_pickle(data, raw, name="lab13")
+    (raw / "skeleton.yaml").write_text(readme_block("name: lab13"))
+    block = yaml.safe_load(readme_block("lab13:"))["lab13"]
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["datasets"]["lab13"] = {**params["datasets"]["synthetic"], **block}
+    params["datasets"]["lab13"].pop("generator")
+    params["dataset"], params["compute"]["n_jobs"] = "lab13", 1
+    for section, values in TINY.items():
+        params[section].update(values)
+    shutil.copytree(PROJECT_ROOT / "stages", root / "stages")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_stages(root, *PIPELINE)
+    out = check_outputs(root, "lab13", written["videos"], 13)
+    assert out["report"]["layout"] == "lab13"
+    with KeypointsFile(root / "data/lab13/keypoints.h5") as kf:
+        assert kf.joint_names[0] == "head_top"
+        assert np.abs(kf.keypoints(0)[..., :2]).max() < 1000  # int32 pixels, not wrapped
+    # a skeleton file with a joint count that disagrees: a clear error naming both
+    (raw / "skeleton.yaml").write_text(readme_block("name: lab13").replace("r_foot]", "r_foot,"
+                                                                            " tail]", 1))
+    proc = subprocess.run([sys.executable, "stages/ingest.py"], cwd=root, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+    assert proc.returncode != 0
+    assert "lab13.pkl: the keypoints have 13 joints per person, but layout" in proc.stderr
+    assert "has 14" in proc.stderr
