@@ -82,6 +82,20 @@ def test_too_many_skips_fail_loudly(raw_dir, tmp_path):
     assert not list(tmp_path.glob("k.h5*")) and not list(tmp_path.glob(".k.h5*"))
 
 
+def test_too_many_skips_name_the_first_skipped_file(raw_dir, tmp_path):
+    with pytest.raises(ReadError, match=r"first: .*d\.pkl\[8\]: too short"):
+        run_ingest(raw_dir, tmp_path / "k.h5", max_skipped_fraction=0.2)
+
+
+def test_a_split_the_data_lacks_is_caught_before_reading(raw_dir, tmp_path):
+    with pytest.raises(ReadError, match=r"no split\(s\) \['train1'\] in the pyskl data, "
+                                        r"which has \['test', 'train'\]"):
+        run_ingest(raw_dir, tmp_path / "k.h5", required_splits=("train", "train1"))
+    assert not (tmp_path / "k.h5").exists()
+    report = run_ingest(raw_dir, tmp_path / "k.h5", required_splits=("train", "test"))
+    assert report["left_out"] == {}
+
+
 def test_unconvertible_layout_is_caught_before_reading(raw_dir, tmp_path):
     with pytest.raises(ReadError, match="'coco17' to 'jhmdb15'.*datasets.t.layout to null"):
         ingest("pyskl", raw_dir, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1)

@@ -199,3 +199,15 @@ def test_the_readme_worked_example_with_a_skeleton_that_is_not_built_in(tmp_path
     assert proc.returncode != 0
     assert "lab13.pkl: the keypoints have 13 joints per person, but layout" in proc.stderr
     assert "has 14" in proc.stderr
+
+
+def test_jhmdb14_gt_on_the_real_poses(tmp_path, shared_data):
+    """The real JHMDB ground-truth poses of ../shared/data through the jhmdb14_gt preset."""
+    raw = shared_data / "jhmdb14_gt"
+    root = make_project(tmp_path, "jhmdb14_gt",
+                        {"class_names": str(raw / "jhmdb14_gt_split1_classes.txt")},
+                        raw_dir=str(raw))  # fmt: skip
+    run_stages(root, *PIPELINE)
+    out = check_outputs(root, "jhmdb14_gt", 609, 15)
+    assert out["report"]["splits"] == {"train1": 433, "test1": 176}
+    assert out["report"]["layout"] == "jhmdb15"
