@@ -331,7 +331,7 @@ def write_stgcn_json(
         if video not in empty:
             kp = openpose_keypoints(ann, OPENPOSE18.name)
             height, width = ann["img_shape"]
-            pose = np.round(kp[..., :2] / (height, width), decimals)
+            pose = np.round(kp[..., :2] / (width, height), decimals)
             score = np.round(kp[..., 2], decimals)
             present = (np.asarray(ann["keypoint_score"]) > 0).any(axis=-1)  # (M, T)
             for t in range(kp.shape[1]):

@@ -1,0 +1,269 @@
+"""Benchmark ingest of many small JSON files: OpenPose frame folders and ST-GCN video files.
+
+Reading HMDB51 from OpenPose output means ~600,000 per-frame JSON files (6,766 videos), and
+Kinetics-skeleton ~260,000 per-video JSON files; parsing them is the slow part of ingest. This
+times the real ``jmrn.ingest.ingest`` end to end (index, parallel load, validation, conversion
+to coco17_neck, streaming to keypoints.h5) on synthetic data written in each format by
+``jmrn.synthetic_formats``, with one worker and with all cores, and projects the full sizes
+from the measured files per second (Kinetics also from frames per second, its files being
+longer than the synthetic ones). Each run is a fresh process, so its peak memory (the
+process and its joblib workers, summed) is its own; a format is also run on N and 4N videos to
+show that memory does not grow with the number of videos. (The keypoints writer buffers 2^18
+rows, ~57 MB at 18 joints, between HDF5 writes, so memory rises until the first write, after
+~2,900 videos of ~90 rows, and is flat after it: N defaults to 4,000.) Files are written to a
+temporary folder (deleted afterwards) and read back hot from the page cache: a cold disk adds
+I/O time.
+
+    python bench/ingest.py                    # the defaults: ~3 minutes on 2 cores
+    python bench/ingest.py --openpose-videos 100 --stgcn-videos 500 --memory-videos 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
+FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
+             "stgcn_json": "Kinetics-skeleton (260,000 video files)"}  # fmt: skip
+# A frame file holds one frame whatever the dataset, but a Kinetics-skeleton file holds a
+# whole clip: 10 s at 30 fps (ST-GCN's 300-frame window), ~4x the synthetic mean of ~70, so
+# its cost is also projected from frames per second.
+KINETICS_FRAMES_PER_VIDEO = 300
+OPTIONS = {"openpose_json": {"image_size": [240, 320]}, "stgcn_json": {"image_size": [256, 340]}}
+LAYOUT = "coco17_neck"
+
+
+def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
+    """In the child process: the worker pool's start-up, the index alone, then the whole
+    ingest (on the started pool: start-up is a one-off that would distort small runs'
+    projections); rusage peaks."""
+    from joblib import Parallel, delayed, effective_n_jobs
+    from joblib.externals.loky import get_reusable_executor
+
+    from jmrn.ingest import ingest
+    from jmrn.readers import get_reader
+
+    workers = effective_n_jobs(n_jobs)
+    start = time.perf_counter()
+    if workers > 1:  # the same reusable loky executor that ingest's Parallel then gets
+        Parallel(n_jobs=workers)(delayed(abs)(-i) for i in range(workers))
+    startup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    get_reader(fmt).index(raw, dict(OPTIONS[fmt]))
+    index_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    report = ingest(fmt, raw, out, dataset="bench", options=OPTIONS[fmt], layout=LAYOUT,
+                    n_jobs=n_jobs)  # fmt: skip
+    seconds = time.perf_counter() - start
+    if workers > 1:
+        get_reusable_executor().shutdown(wait=True)  # reaped: now in RUSAGE_CHILDREN
+    kib = 1024  # ru_maxrss is in KiB on Linux
+    return {
+        "worker_startup_seconds": startup_seconds,
+        "index_seconds": index_seconds,
+        "ingest_seconds": seconds,
+        "kept": report["kept"],
+        "skipped": report["skipped"],
+        "ru_maxrss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
+        "ru_maxrss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
+        "output_mib": out.stat().st_size / 2**20,
+    }
+
+
+def run_child(fmt: str, raw: Path, out: Path, n_jobs: int, interval: float = 0.02) -> dict:
+    """``measure`` in a fresh process; adds its wall time and the peak summed RSS of the
+    process tree (an upper bound: pages shared between processes are counted in each)."""
+    cmd = [sys.executable, __file__, "--measure", fmt, str(raw), str(out), str(n_jobs)]
+    start = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=-1, text=True)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(interval)
+    wall = time.perf_counter() - start
+    stdout = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
+    out.unlink()
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak / 2**20}
+
+
+def write_dataset(fmt: str, videos: int, root: Path) -> tuple[Path, int, int, int]:
+    """Synthetic videos (~70 frames, 30% with a second person) in ``fmt``: (dir, videos,
+    files, frames)."""
+    from jmrn import synthetic
+    from jmrn.synthetic_formats import write_openpose_folders, write_stgcn_json
+
+    data = synthetic.generate(seed=0, videos_per_class=max(1, round(videos / 10)))
+    raw = root / f"{fmt}_{len(data['annotations'])}"
+    frames = sum(int(a["total_frames"]) for a in data["annotations"])
+    if fmt == "openpose_json":  # no splits folder: every video in split "all"
+        info = write_openpose_folders(data, raw, "openpose18", hmdb_splits=0)
+        return raw, info["videos"], info["frame_files"], frames
+    info = write_stgcn_json(data, raw)
+    return raw, info["videos"], info["videos"], frames
+
+
+def bench(fmt: str, videos: int, jobs: list[int], repeats: int, root: Path,
+          runs: list[dict]) -> None:  # fmt: skip
+    """Write the data once; ingest it ``repeats`` times per n_jobs: the fastest run is
+    reported (others on the machine only ever slow a run down), with the largest peaks.
+
+    The data is generated in a subprocess too: this process stays small, which matters
+    because Linux keeps a process's peak RSS across fork and exec, so a child of a big parent
+    would report the parent's size as its own ru_maxrss.
+    """
+    start = time.perf_counter()
+    written = subprocess.run([sys.executable, __file__, "--write", fmt, str(videos), str(root)],
+                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+    raw, n_videos, n_files, n_frames = json.loads(written.strip().splitlines()[-1])
+    raw = Path(raw)
+    raw_mib = sum(f.stat().st_size for f in raw.rglob("*") if f.is_file()) / 2**20
+    write_seconds = time.perf_counter() - start
+    for n_jobs in jobs:
+        tries = [run_child(fmt, raw, root / "keypoints.h5", n_jobs) for _ in range(repeats)]
+        assert all(r["kept"] == n_videos and r["skipped"] == 0 for r in tries), tries
+        result = min(tries, key=lambda r: r["ingest_seconds"])
+        for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
+            result[key] = max(r[key] for r in tries)
+        result["ingest_seconds_all"] = [r["ingest_seconds"] for r in tries]
+        files_per_second = n_files / result["ingest_seconds"]
+        runs.append({
+            "format": fmt, "videos": n_videos, "files": n_files, "n_jobs": n_jobs,
+            "workers": os.cpu_count() if n_jobs == -1 else n_jobs,
+            "write_seconds": write_seconds, **result,
+            "files_per_second": files_per_second,
+            "videos_per_second": n_videos / result["ingest_seconds"],
+            "frames": n_frames, "frames_per_second": n_frames / result["ingest_seconds"],
+            "raw_mib": raw_mib,
+            "projected_full_size": FULL_NAME[fmt],
+            "projected_full_minutes": FULL_SIZE[fmt] / files_per_second / 60,
+        })  # fmt: skip
+        if fmt == "stgcn_json":
+            frames = FULL_SIZE[fmt] * KINETICS_FRAMES_PER_VIDEO
+            runs[-1]["projected_full_minutes_at_300_frames"] = (
+                frames / runs[-1]["frames_per_second"] / 60)
+        print_row(runs[-1])
+    shutil.rmtree(raw)
+
+
+def print_row(run: dict | None) -> None:
+    if run is None:
+        print(f"{'format':<14}{'videos':>7}{'files':>8}{'jobs':>5}{'index s':>9}{'ingest s':>9}"
+              f"{'files/s':>9}{'videos/s':>9}{'peak MiB':>9}{'full size':>11}")  # fmt: skip
+        return
+    print(f"{run['format']:<14}{run['videos']:>7}{run['files']:>8}{run['n_jobs']:>5}"
+          f"{run['index_seconds']:>9.2f}{run['ingest_seconds']:>9.2f}"
+          f"{run['files_per_second']:>9.0f}{run['videos_per_second']:>9.1f}"
+          f"{run['peak_tree_rss_mib']:>9.0f}{run['projected_full_minutes']:>8.1f} min"
+          + (f" ({run['projected_full_minutes_at_300_frames']:.1f} min at 300 frames/video)"
+             if "projected_full_minutes_at_300_frames" in run else ""),
+          flush=True)  # fmt: skip
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--openpose-videos", type=int, default=300,
+                        help="OpenPose folders (~70 frame files each)")  # fmt: skip
+    parser.add_argument("--stgcn-videos", type=int, default=2000, help="ST-GCN video files")
+    parser.add_argument("--memory-format", default="stgcn_json", choices=sorted(FULL_SIZE))
+    parser.add_argument("--memory-videos", type=int, default=4000,
+                        help="N of the N vs 4N memory comparison (n_jobs=-1); past the "
+                             "writer's first flush, ~2,900 videos")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=2, help="ingest runs per measurement")
+    parser.add_argument("--tmp-dir", default=None, help="where to write the data (default: TMP)")
+    parser.add_argument("--out", default="bench/results/ingest.json")
+    parser.add_argument("--write", nargs=3, metavar=("FMT", "VIDEOS", "ROOT"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--measure", nargs=4, metavar=("FMT", "RAW", "OUT", "N_JOBS"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    args = parser.parse_args()
+    if args.write:
+        fmt, videos, root = args.write
+        raw, n_videos, n_files, n_frames = write_dataset(fmt, int(videos), Path(root))
+        os.sync()  # flush to disk now, not while a later run is timed
+        print(json.dumps([str(raw), n_videos, n_files, n_frames]))
+        return
+    if args.measure:
+        fmt, raw, out, n_jobs = args.measure
+        print(json.dumps(measure(fmt, Path(raw), Path(out), int(n_jobs))))
+        return
+
+    runs: list[dict] = []
+    print_row(None)
+    with tempfile.TemporaryDirectory(dir=args.tmp_dir, prefix="jmrn_bench_ingest_") as tmp:
+        bench("openpose_json", args.openpose_videos, [1, -1], args.repeats, Path(tmp), runs)
+        bench("stgcn_json", args.stgcn_videos, [1, -1], args.repeats, Path(tmp), runs)
+        sizes = {args.memory_videos, 4 * args.memory_videos}
+        done = {r["videos"] for r in runs if r["format"] == args.memory_format
+                and r["n_jobs"] == -1}  # fmt: skip
+        for n in sorted(sizes):
+            if round(n / 10) * 10 not in done:
+                bench(args.memory_format, n, [-1], args.repeats, Path(tmp), runs)
+    memory = sorted((r for r in runs if r["format"] == args.memory_format and r["n_jobs"] == -1
+                     and r["videos"] in {round(n / 10) * 10 for n in sizes}),
+                    key=lambda r: r["videos"])  # fmt: skip
+    report = {
+        "command": "python bench/ingest.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k != "measure" and v is not None),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "notes": "ingest_seconds: jmrn.ingest.ingest end to end (index, load in joblib workers, "
+                 "check_video, convert to coco17_neck, write keypoints.h5), timed in a fresh "
+                 "process whose worker pool was started first (worker_startup_seconds, a "
+                 "one-off); index_seconds: the reader's index alone (also inside ingest); "
+                 "process_seconds: the whole process, interpreter start included. Files were "
+                 "just written (and synced), so they are read from the page cache. "
+                 "peak_tree_rss_mib sums "
+                 "the RSS of the process and its workers (polled every 20 ms); "
+                 "ru_maxrss_children_mib is the largest single child (a worker; at n_jobs=1 "
+                 "a fork of the process that runs `uname -p` during the imports).",
+        "runs": runs,
+        "memory": {
+            "format": args.memory_format,
+            "videos": [r["videos"] for r in memory],
+            "peak_tree_rss_mib": [r["peak_tree_rss_mib"] for r in memory],
+            "ru_maxrss_self_mib": [r["ru_maxrss_self_mib"] for r in memory],
+            "ru_maxrss_children_mib": [r["ru_maxrss_children_mib"] for r in memory],
+        },
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"memory, {args.memory_format}, n_jobs=-1: " + ", ".join(
+        f"{v} videos: {m:.0f} MiB" for v, m in
+        zip(report["memory"]["videos"], report["memory"]["peak_tree_rss_mib"], strict=True)))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
