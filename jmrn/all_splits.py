@@ -8,7 +8,7 @@ Each split k of ``splits.all`` is trained with the same settings as the train st
 split names change), into models/<dataset>/splits/<k>/<model>.pt (with a checkpoint, so a
 killed run resumes), metrics/<dataset>/splits/<k>/<model>.json and plots next to them; then
 metrics/<dataset>/splits.json gets, per model, every split's test figures and their mean and
-standard deviation (`dvc metrics show` lists it).
+standard deviation. It is a command, not a DVC stage, so that `dvc repro` trains one split.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ public release does (the samples in ../shared/data/formats):
   ``<class>/<video>/`` folder, plus HMDB's ``splits/<class>_test_split<k>.txt`` files;
 - ``write_stgcn_json``: ST-GCN's Kinetics-skeleton ``<split>/<video>.json`` + label files;
 - ``write_custom_layout_pickle``: a PYSKL pickle of a 13-joint skeleton no layout in
-  ``jmrn.layouts`` describes (int32 pixels), with its ``skeleton.yaml``.
+  ``jmrn.layouts`` describes (int32 pixels), with its ``skeleton.yaml``;
+- ``write_jhmdb_mat``: JHMDB's ``joint_positions/<class>/<video>/joint_positions.mat`` tree
+  with its split files.
 
 Everything is a function of ``data`` and ``seed``: the same arguments give the same files.
 """
@@ -400,3 +402,41 @@ def write_custom_layout_pickle(
     )
     return {"pickle": pickle_path, "classes": out_dir / "classes.txt", "skeleton": yaml_path,
             "videos": len(annotations)}  # fmt: skip
+
+
+# JHMDB's puppet joints from COCO-17 (weights per COCO joint), as for the 13-joint skeleton.
+_JHMDB15_FROM_COCO = {
+    "neck": {"left_shoulder": 0.5, "right_shoulder": 0.5},
+    "belly": {"left_shoulder": 0.25, "right_shoulder": 0.25, "left_hip": 0.25, "right_hip": 0.25},
+    "face": {"nose": 1.0},
+}  # fmt: skip
+
+
+def write_jhmdb_mat(data: dict, out_dir: str | Path, num_splits: int = 3, *,
+                    seed: int = 0) -> dict:  # fmt: skip
+    """JHMDB's own release: ``joint_positions/<class>/<video>/joint_positions.mat`` with
+    ``pos_img`` float64 (2, 15, T) pixels of the actor (person 0), and HMDB-style split files
+    ``splits/<class>_test_split<k>.txt``. The puppet has no missing joints, so a joint the
+    generator dropped takes its mean position over the frames where it is present."""
+    import scipy.io
+
+    from jmrn.layouts import JHMDB15
+
+    out_dir = Path(out_dir)
+    names = _class_names(data, None)
+    for ann in data["annotations"]:
+        coco = _xyc(ann)[0]  # (T, 17, 3), the actor
+        xy = np.zeros((len(coco), JHMDB15.num_joints, 2))
+        present = np.ones((len(coco), JHMDB15.num_joints), bool)
+        for j, joint in enumerate(JHMDB15.joints):
+            parents = _JHMDB15_FROM_COCO.get(joint, {joint: 1.0})
+            for parent, w in parents.items():
+                xy[:, j] += w * coco[:, COCO17.index(parent), :2]
+                present[:, j] &= coco[:, COCO17.index(parent), 2] > 0
+        mean = (xy * present[..., None]).sum(0) / np.maximum(present.sum(0), 1)[:, None]
+        xy = np.where(present[..., None], xy, mean)
+        video_dir = out_dir / "joint_positions" / names[ann["label"]] / str(ann["frame_dir"])
+        video_dir.mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(video_dir / "joint_positions.mat", {"pos_img": xy.transpose(2, 1, 0)})
+    write_hmdb_splits(data, out_dir / "splits", num_splits, seed=seed)
+    return {"videos": len(data["annotations"]), "classes": names}

@@ -211,3 +211,14 @@ def test_jhmdb14_gt_on_the_real_poses(tmp_path, shared_data):
     out = check_outputs(root, "jhmdb14_gt", 609, 15)
     assert out["report"]["splits"] == {"train1": 433, "test1": 176}
     assert out["report"]["layout"] == "jhmdb15"
+
+
+def test_jhmdb_from_its_own_release_layout(tmp_path, data):
+    raw = tmp_path / "raw"
+    synthetic_formats.write_jhmdb_mat(data, raw)
+    root = make_project(tmp_path, "jhmdb", {}, raw_dir=str(raw))
+    run_stages(root, *PIPELINE, "-m jmrn.all_splits")
+    out = check_outputs(root, "jhmdb", 30, 15)
+    assert out["report"]["format"] == "jhmdb_mat" and out["report"]["layout"] == "jhmdb15"
+    summary = json.loads((root / "metrics/jhmdb/splits.json").read_text())["jmrn"]
+    assert set(summary) == {"split1", "split2", "split3", "mean", "std"}
