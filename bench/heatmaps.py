@@ -25,7 +25,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import psutil
+from process_tree import run_with_peak_rss
 
 from jmrn.heatmaps import Grid, aggregate, aggregate_reference
 from jmrn.keypoints_file import KeypointsFile, KeypointsWriter
@@ -87,25 +87,6 @@ def compare_paths(videos: list[np.ndarray], sizes: list[tuple[int, int]], grid: 
     return out
 
 
-def peak_rss_of(cmd: list[str], interval: float = 0.05) -> tuple[float, float]:
-    """Run ``cmd`` in a fresh process; return (seconds, peak resident MiB of it + its workers)."""
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd)
-    peak = 0
-    while proc.poll() is None:
-        total = 0
-        try:
-            for p in [proc, *proc.children(recursive=True)]:
-                total += p.memory_info().rss
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(interval)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
-    return time.perf_counter() - start, peak / 2**20
-
-
 def stage_run(n: int, grid: Grid, workdir: Path, n_jobs: int) -> dict:
     """The heatmaps stage's work (build_heatmaps) on n videos, in its own process."""
     kp_path, hm_path = workdir / f"kp_{n}.h5", workdir / f"hm_{n}.h5"
@@ -115,7 +96,7 @@ def stage_run(n: int, grid: Grid, workdir: Path, n_jobs: int) -> dict:
     code = ("from jmrn.heatmaps import Grid; from jmrn.heatmaps_file import build_heatmaps; "
             f"build_heatmaps({str(kp_path)!r}, {str(hm_path)!r}, Grid(height={grid.height}, "
             f"width={grid.width}, sigma={grid.sigma}), n_jobs={n_jobs})")  # fmt: skip
-    seconds, peak = peak_rss_of([sys.executable, "-c", code])
+    seconds, peak, _ = run_with_peak_rss([sys.executable, "-c", code])
     result = {"videos": n, "frames": frames, "seconds": seconds,
               "videos_per_second": n / seconds, "peak_rss_mib": peak,
               "output_mib": hm_path.stat().st_size / 2**20}  # fmt: skip

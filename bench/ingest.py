@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from process_tree import run_with_peak_rss
 
 FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
 FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
@@ -86,25 +86,10 @@ def run_child(fmt: str, raw: Path, out: Path, n_jobs: int, interval: float = 0.0
     """``measure`` in a fresh process; adds its wall time and the peak summed RSS of the
     process tree (an upper bound: pages shared between processes are counted in each)."""
     cmd = [sys.executable, __file__, "--measure", fmt, str(raw), str(out), str(n_jobs)]
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=-1, text=True)
-    peak = 0
-    while proc.poll() is None:
-        total = 0
-        try:
-            for p in [proc, *proc.children(recursive=True)]:
-                total += p.memory_info().rss
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(interval)
-    wall = time.perf_counter() - start
-    stdout = proc.stdout.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
+    wall, peak, stdout = run_with_peak_rss(cmd, interval, capture=True)
     out.unlink()
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak / 2**20}
+    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak}
 
 
 def write_dataset(fmt: str, videos: int, root: Path) -> tuple[Path, int, int, int]:

@@ -1,0 +1,34 @@
+"""Run a command and watch the resident memory of it and its worker processes (benchmarks)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import psutil
+
+
+def run_with_peak_rss(cmd: list[str], interval: float = 0.05,
+                      capture: bool = False) -> tuple[float, float, str]:  # fmt: skip
+    """(seconds, peak MiB summed over the process tree, stdout if ``capture``).
+
+    The sum is an upper bound: pages shared between processes are counted in each. Polled
+    every ``interval`` seconds, in a fresh process so that the parent's peak does not leak in.
+    """
+    start = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE if capture else None, text=True)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(interval)
+    seconds = time.perf_counter() - start
+    stdout = proc.stdout.read() if capture else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
+    return seconds, peak / 2**20, stdout
