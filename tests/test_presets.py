@@ -222,3 +222,16 @@ def test_jhmdb_from_its_own_release_layout(tmp_path, data):
     assert out["report"]["format"] == "jhmdb_mat" and out["report"]["layout"] == "jhmdb15"
     summary = json.loads((root / "metrics/jhmdb/splits.json").read_text())["jmrn"]
     assert set(summary) == {"split1", "split2", "split3", "mean", "std"}
+
+
+@pytest.mark.parametrize("where", ["testTrainMulti_7030_splits", "."])
+def test_hmdb_split_files_where_the_archive_puts_them(tmp_path, data, where):
+    from jmrn.readers import openpose
+
+    raw = tmp_path / "raw"
+    synthetic_formats.write_openpose_folders(data, raw, hmdb_splits=0)
+    synthetic_formats.write_hmdb_splits(data, raw / where, 3)
+    index = openpose.index(raw, {"image_size": [240, 320]})
+    assert len(index.class_names) == 10 and "testTrainMulti_7030_splits" not in index.class_names
+    assert sorted(index.splits) == ["test1", "test2", "test3", "train1", "train2", "train3"]
+    assert len(index.splits["train1"]) + len(index.splits["test1"]) == 30

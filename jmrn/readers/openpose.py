@@ -5,7 +5,9 @@ On disk::
     raw_dir/<class>/<video>/<anything>_<frame:012d>_keypoints.json
     raw_dir/splits/<split_name>.txt        optional, one video id per line, or HMDB51's own
     raw_dir/splits/<class>_test_split<k>.txt   lines "<video>.avi 1|2|0" (train, test, unused),
-                                               giving splits train<k> and test<k>
+                                               giving splits train<k> and test<k>; the folder
+                                               may have another name (HMDB's archive unpacks
+                                               to testTrainMulti_7030_splits/) or be raw_dir
 
 Each frame file is ``{"version": ..., "people": [{"pose_keypoints_2d": [x0, y0, c0, ...]},
 ...]}`` with x, y in pixels and ``people`` possibly empty (OpenPose 1.0's ``pose_keypoints``
@@ -119,6 +121,21 @@ def _read_splits(split_dir: Path) -> dict[str, list[str]]:
     return splits
 
 
+def _hmdb_split_dir(raw_dir: Path) -> Path | None:
+    """Where HMDB's ``<class>_test_split<k>.txt`` files are: raw_dir itself, or the one folder
+    directly under it that holds them (``splits/``, or ``testTrainMulti_7030_splits/`` as
+    HMDB's archive unpacks); None if there are none."""
+    def has_split_files(folder: Path) -> bool:
+        return any(SPLIT_FILE.match(p.name) for p in folder.glob("*_test_split*.txt"))
+
+    if has_split_files(raw_dir):
+        return raw_dir
+    found = [p for p in sorted(raw_dir.iterdir()) if p.is_dir() and has_split_files(p)]
+    if len(found) > 1:
+        raise ReadError(f"HMDB split files in several folders: {[str(p) for p in found]}")
+    return found[0] if found else None
+
+
 def index(raw_dir: Path, options: dict) -> SourceIndex:
     """Class and video folders, split files, and the few frame files the layout needs."""
     raw_dir = Path(raw_dir)
@@ -126,7 +143,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         raise ReadError(f"raw directory {raw_dir} does not exist")
     image_size = image_size_option(options, None)
     forced_layout = layout_option(options)
-    class_names, entries = class_folder_videos(raw_dir, options, exclude=(SPLIT_DIR,))
+    hmdb_split_dir = _hmdb_split_dir(raw_dir)
+    exclude = (SPLIT_DIR,) + ((hmdb_split_dir.name,) if hmdb_split_dir else ())
+    class_names, entries = class_folder_videos(raw_dir, options, exclude=exclude)
     for entry in entries:
         entry["image_size"] = image_size
     layout = forced_layout or _detect_layout(entries)
@@ -134,8 +153,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     for entry in entries:
         entry["layout"], entry["values"] = layout, values
     split_dir = raw_dir / SPLIT_DIR
-    if split_dir.is_dir() and any(SPLIT_FILE.match(p.name) for p in split_dir.iterdir()):
-        splits = read_test_split_files(split_dir, sorted({e["class_name"] for e in entries}))
+    if hmdb_split_dir is not None:
+        classes = sorted({e["class_name"] for e in entries})
+        splits = read_test_split_files(hmdb_split_dir, classes)
     elif split_dir.is_dir():
         splits = _read_splits(split_dir)
     else:
