@@ -19,6 +19,7 @@ Everything is a function of ``data`` and ``seed``: the same arguments give the s
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -440,3 +441,63 @@ def write_jhmdb_mat(data: dict, out_dir: str | Path, num_splits: int = 3, *,
         scipy.io.savemat(video_dir / "joint_positions.mat", {"pos_img": xy.transpose(2, 1, 0)})
     write_hmdb_splits(data, out_dir / "splits", num_splits, seed=seed)
     return {"videos": len(data["annotations"]), "classes": names}
+
+
+def write_charades(data: dict, out_dir: str | Path, *, keypoints: str = "openpose",
+                   second_label: float = 0.4, no_action: int = 2, seed: int = 0) -> dict:
+    """Charades' official layout: ``Charades_v1_classes.txt`` (``c000 <name>``), the train
+    and test CSVs (``id,subject,scene,quality,relevance,verified,script,objects,descriptions,
+    actions,length``, actions ``"c003 1.20 5.00;c007 0.00 3.10"``), and keypoints as OpenPose
+    folders ``openpose/<id>/`` (COCO-18, 240x320) or a PYSKL pickle without labels.
+
+    Multi-label: every video keeps its class and, with probability ``second_label``, gets a
+    second random one; ``no_action`` training videos have an empty ``actions`` cell. Returns
+    the multi-hot targets by video id."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = _class_names(data, None)
+    (out_dir / "Charades_v1_classes.txt").write_text(
+        "".join(f"c{k:03d} {name.replace('_', ' ')}\n" for k, name in enumerate(names)))
+    train = set(data["split"]["train"])
+    targets, rows = {}, {"train": [], "test": []}
+    empty = set(rng.choice(sorted(train), size=no_action, replace=False)) if no_action else set()
+    for ann in data["annotations"]:
+        video = str(ann["frame_dir"])
+        labels = {int(ann["label"])}
+        if rng.random() < second_label:
+            labels.add(int(rng.integers(len(names))))
+        if video in empty:
+            labels = set()
+        seconds = ann["total_frames"] / 30
+        actions = ";".join(f"c{k:03d} {rng.uniform(0, seconds / 2):.2f} {seconds:.2f}"
+                           for k in sorted(labels))  # fmt: skip
+        targets[video] = sorted(labels)
+        rows["train" if video in train else "test"].append(
+            [video, "S1", "Kitchen", 6, 7, "Yes", "a person moves", "chair", "", actions,
+             f"{seconds:.2f}"])  # fmt: skip
+    header = ["id", "subject", "scene", "quality", "relevance", "verified", "script",
+              "objects", "descriptions", "actions", "length"]  # fmt: skip
+    for split, name in (("train", "Charades_v1_train.csv"), ("test", "Charades_v1_test.csv")):
+        with open(out_dir / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows[split])
+    if keypoints == "openpose":
+        for ann in data["annotations"]:
+            folder = out_dir / "openpose" / str(ann["frame_dir"])
+            folder.mkdir(parents=True, exist_ok=True)
+            kp = openpose_keypoints(ann, OPENPOSE18.name)  # (M, T, 18, 3)
+            for t in range(kp.shape[1]):
+                people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(person)}
+                          for person in kp[:, t] if (person[:, 2] > 0).any()]  # fmt: skip
+                path = folder / f"{ann['frame_dir']}_{t:012d}_keypoints.json"
+                path.write_text(json.dumps({"version": 1.3, "people": people},
+                                           separators=(",", ":")))  # fmt: skip
+    elif keypoints == "pyskl":
+        annotations = [{k: ann[k] for k in PYSKL_KEYS if k != "label"}
+                       for ann in data["annotations"]]  # fmt: skip
+        write(out_dir / "charades_pose.pkl", {"split": {}, "annotations": annotations})
+    else:
+        raise ValueError(f"keypoints must be openpose or pyskl, not {keypoints!r}")
+    return {"targets": targets, "classes": names}

@@ -249,12 +249,12 @@ def test_heatmap_param_reruns_only_heatmaps(project):
 
 
 def test_unbuilt_dataset_fails_with_a_clear_message(project):
-    (project / "data/raw/charades").mkdir(parents=True, exist_ok=True)
-    (project / "data/raw/charades/Charades_v1_train.csv").write_text("id,actions\n")
+    (project / "data/raw/ava").mkdir(parents=True, exist_ok=True)
+    (project / "data/raw/ava/ava_train_v2.2.csv").write_text("")
     params_path = project / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["dataset"] = "charades"
+    params["dataset"] = "ava"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         proc = subprocess.run(["dvc", "repro", "ingest"], cwd=project, env=project_env(project),
@@ -262,5 +262,5 @@ def test_unbuilt_dataset_fails_with_a_clear_message(project):
     finally:
         params_path.write_text(original)
     assert proc.returncode != 0
-    assert "format 'charades_csv'" in proc.stdout + proc.stderr
+    assert "format 'ava_csv'" in proc.stdout + proc.stderr
     assert "no reader in this version" in proc.stdout + proc.stderr

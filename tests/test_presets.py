@@ -235,3 +235,46 @@ def test_hmdb_split_files_where_the_archive_puts_them(tmp_path, data, where):
     assert len(index.class_names) == 10 and "testTrainMulti_7030_splits" not in index.class_names
     assert sorted(index.splits) == ["test1", "test2", "test3", "train1", "train2", "train3"]
     assert len(index.splits["train1"]) + len(index.splits["test1"]) == 30
+
+
+@pytest.mark.parametrize("keypoints", ["openpose", "pyskl"])
+def test_charades_multi_label_to_fusion(tmp_path, data, keypoints):
+    raw = tmp_path / "raw"
+    written = synthetic_formats.write_charades(data, raw, keypoints=keypoints)
+    root = make_project(tmp_path, "charades", {"image_size": [240, 320]}, raw_dir=str(raw))
+    run_stages(root, *PIPELINE, "stages/train.py potion", "stages/logits.py potion",
+               "stages/fusion.py")
+    report = json.loads((root / "reports/charades/ingest.json").read_text())
+    assert report["format"] == "charades_csv" and report["kept"] == 30 and report["classes"] == 10
+    with KeypointsFile(root / "data/charades/keypoints.h5") as kf:
+        assert kf.multi_label and (kf.label == -1).all()
+        for i, video in enumerate(kf.video_ids):
+            assert np.flatnonzero(kf.labels[i]).tolist() == written["targets"][video]
+    metrics = json.loads((root / "metrics/charades/train/jmrn.json").read_text())
+    assert 0.0 <= metrics["test"]["mAP"] <= 1.0 and "mAP" in metrics["val"]
+    fusion = json.loads((root / "metrics/charades/fusion.json").read_text())
+    assert fusion["metric"] == "mAP" and np.shape(fusion["weights"]["jmrn"]) == (10,)
+
+
+def test_charades_malformed_rows(tmp_path, data):
+    from jmrn.readers import charades
+    from jmrn.records import ReadError, Skipped
+
+    raw = tmp_path / "raw"
+    synthetic_formats.write_charades(data, raw, keypoints="pyskl")
+    train = raw / "Charades_v1_train.csv"
+    lines = train.read_text().splitlines()
+    first, second = lines[1].split(",")[0], lines[2].split(",")[0]
+    lines[1] = lines[1].rsplit(",", 2)[0] + ",c999 0.00 1.00," + lines[1].rsplit(",", 1)[1]
+    lines[2] = lines[2].rsplit(",", 2)[0] + ",c001 5.00 1.00," + lines[2].rsplit(",", 1)[1]
+    train.write_text("\n".join(lines) + "\n")
+    index = charades.index(raw, {})
+    loaded = {e["_video"]: charades.load(e) for e in index.entries}
+    assert isinstance(loaded[first], Skipped) and "'c999' is not in" in loaded[first].reason
+    assert isinstance(loaded[second], Skipped) and "ends before it starts" in loaded[second].reason
+    train.write_text("\n".join(lines[:3]) + '\n"unterminated,\n')
+    with pytest.raises(ReadError, match="train.csv, line 4: malformed or truncated row"):
+        charades.index(raw, {})
+    train.write_text("video,labels\nx,y\n")
+    with pytest.raises(ReadError, match=r"no column\(s\) \['id', 'actions'\]"):
+        charades.index(raw, {})

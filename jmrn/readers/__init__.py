@@ -7,7 +7,7 @@ from itertools import islice
 from pathlib import Path
 from types import ModuleType
 
-from jmrn.readers import jhmdb, openpose, pyskl, stgcn
+from jmrn.readers import charades, jhmdb, openpose, pyskl, stgcn
 from jmrn.records import ReadError
 
 READERS: dict[str, ModuleType] = {
@@ -15,10 +15,10 @@ READERS: dict[str, ModuleType] = {
     "jhmdb_mat": jhmdb,
     "stgcn_json": stgcn,
     "openpose_json": openpose,
+    "charades_csv": charades,
 }
 # Formats of datasets that a later release will read; selecting one fails with this message.
 NOT_BUILT = {
-    "charades_csv": "Charades (multi-label CSV + per-frame poses)",
     "ava_csv": "AVA (per-person boxes CSV + keypoints)",
 }
 
@@ -26,12 +26,15 @@ NOT_BUILT = {
 def detect_format(raw_dir: Path) -> str:
     """The format of a raw folder, for datasets released in several (``format: auto``): a
     ``joint_positions/`` folder is JHMDB, a ``.pkl`` a PYSKL pickle, ``<split>_label.json``
-    files ST-GCN's Kinetics-skeleton, ``<class>/<video>/*_keypoints.json`` OpenPose."""
+    files ST-GCN's Kinetics-skeleton, ``<class>/<video>/*_keypoints.json`` OpenPose,
+    ``Charades_v1_train.csv`` Charades."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
     if (raw_dir / "joint_positions").is_dir():
         return "jhmdb_mat"
+    if (raw_dir / charades.CSV_FILES["train"]).is_file():
+        return "charades_csv"
     if any(raw_dir.glob("*.pkl")):
         return "pyskl"
     if any(raw_dir.glob("*_label.json")):

@@ -81,7 +81,7 @@ def _frame_files(video_dir: Path) -> list[Path]:
     return sorted(video_dir.glob("*" + FRAME_SUFFIX))
 
 
-def _detect_layout(entries: list[dict]) -> str:
+def detect_layout(entries: list[dict]) -> str:
     """Layout from the first person found, opening as few frame files as possible."""
     opened = 0
     for entry in entries:
@@ -148,7 +148,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     class_names, entries = class_folder_videos(raw_dir, options, exclude=exclude)
     for entry in entries:
         entry["image_size"] = image_size
-    layout = forced_layout or _detect_layout(entries)
+    layout = forced_layout or detect_layout(entries)
     values = 3 * get_layout(layout).num_joints
     for entry in entries:
         entry["layout"], entry["values"] = layout, values
@@ -170,7 +170,7 @@ def load(entry: dict) -> Video | Skipped:
     def skip(reason: str) -> Skipped:
         return Skipped(video_id, source, reason)
 
-    if entry["label"] is None:
+    if entry.get("label") is None and "labels" not in entry:
         return skip(f"unknown label: class folder {entry['class_name']!r} is not in the "
                     "class list")  # fmt: skip
     files = _frame_files(Path(source))
@@ -214,4 +214,6 @@ def load(entry: dict) -> Video | Skipped:
         return skip(f"frame numbers {first}..{max(numbers)} span more than {MAX_FRAME_SPAN} frames")
     keypoints = pack_persons(np.asarray(frame_of, dtype=np.int64) - first, persons,
                              max(numbers) - first + 1)  # fmt: skip
-    return Video(video_id, keypoints, tuple(entry["image_size"]), (entry["label"],), source)
+    # "labels": multi-hot datasets (Charades) give the label set of the video themselves
+    labels = tuple(entry["labels"]) if "labels" in entry else (entry["label"],)
+    return Video(video_id, keypoints, tuple(entry["image_size"]), labels, source)

@@ -68,7 +68,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         class_names = class_names_from_file(options["class_names"])
     else:
         labels = [int(a["label"]) for a in annotations if "label" in a]
-        class_names = [f"class_{k}" for k in range(max(labels) + 1)]
+        class_names = [f"class_{k}" for k in range(max(labels, default=-1) + 1)]
     entries = [dict(a, _source=f"{path}[{i}]") for i, a in enumerate(annotations)]
     splits = {str(k): [str(v) for v in vids] for k, vids in splits.items()}
     return SourceIndex(layout, class_names, False, splits, entries, parallel=False)
@@ -78,7 +78,7 @@ def load(entry: dict) -> Video | Skipped:
     source = entry["_source"]
     video_id = str(entry.get("frame_dir", source))
     for key in ("keypoint", "label"):
-        if key not in entry:
+        if key not in entry and not (key == "label" and "labels" in entry):
             return Skipped(video_id, source, f"annotation has no '{key}'")
     kp = np.asarray(entry["keypoint"], dtype=np.float32)
     if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
@@ -96,5 +96,6 @@ def load(entry: dict) -> Video | Skipped:
     if shape is None or len(shape) != 2:
         return Skipped(video_id, source, "annotation has no img_shape (H, W)")
     keypoints = np.concatenate([kp[..., :2], score[..., None]], axis=-1).transpose(1, 0, 2, 3)
-    return Video(video_id, keypoints, (int(shape[0]), int(shape[1])), (int(entry["label"]),),
+    labels = tuple(entry["labels"]) if "labels" in entry else (int(entry["label"]),)
+    return Video(video_id, keypoints, (int(shape[0]), int(shape[1])), labels,
                  source)  # fmt: skip
