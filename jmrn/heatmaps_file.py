@@ -30,6 +30,11 @@ schema with one row per clip instead of per video, plus:
 
 A video of T frames has max(1, (T - clip_len) // clip_stride + 1) clips starting at frames
 0, clip_stride, 2 * clip_stride, ...; a video shorter than clip_len is one clip of T frames.
+
+Person-box files (AVA, ``heatmap.box_context``) render each row inside the box of person
+slot 0 (enlarged by ``box_margin`` on each side) and store 2C channels: C temporal channels
+of that person, then C of every other person (the context), with attrs context=True,
+box_margin, temporal_channels=C; channels is 2C and area_norm repeats the C normalisers.
 """
 
 from __future__ import annotations
@@ -65,16 +70,45 @@ def clip_windows(num_frames: np.ndarray, clip_len: int, stride: int) -> np.ndarr
     return np.stack([video, start, end], axis=1)
 
 
+def render_box_with_context(keypoints: np.ndarray, box: np.ndarray, grid: Grid, channels: int,
+                            discretisation: str, margin: float) -> np.ndarray:  # fmt: skip
+    """(2C, V, H, W): the actor (person slot 0) and, as C more channels, everybody else, both
+    rendered in the person's box enlarged by ``margin`` of its size on each side, fitted to the
+    grid (AVA: one sample per person box, the others' pose as context)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+    x1, y1, x2, y2 = x1 - dx, y1 - dy, x2 + dx, y2 + dy
+    shifted = keypoints.copy()
+    present = shifted[..., 2] > 0
+    shifted[..., 0] = np.where(present, shifted[..., 0] - x1, 0)
+    shifted[..., 1] = np.where(present, shifted[..., 1] - y1, 0)
+    size = (max(y2 - y1, 1.0), max(x2 - x1, 1.0))
+    actor = aggregate(shifted[:, :1], size, grid, channels, discretisation)
+    if shifted.shape[1] == 1:
+        return np.concatenate([actor, np.zeros_like(actor)])
+    return np.concatenate([actor, aggregate(shifted[:, 1:], size, grid, channels,
+                                            discretisation)])  # fmt: skip
+
+
 def _render_chunk(keypoints_path: str, rows: np.ndarray, *, grid: Grid, channels: int,
-                  discretisation: str, dtype: str):  # fmt: skip
+                  discretisation: str, dtype: str, box_margin: float | None):  # fmt: skip
     """Worker: render rows (video, first, end frame), reading them from the keypoints file."""
     with KeypointsFile(keypoints_path) as kf:
         heat, video, keypoints = [], -1, None
         for v, first, end in rows:
             if v != video:  # the rows of a video are consecutive: read it once
                 video, keypoints = v, kf.keypoints(v)
-            heat.append(aggregate(keypoints[first:end], tuple(kf.image_size[v]), grid,
-                                  channels, discretisation))  # fmt: skip
+            if box_margin is None:
+                heat.append(aggregate(keypoints[first:end], tuple(kf.image_size[v]), grid,
+                                      channels, discretisation))  # fmt: skip
+                continue
+            boxes = kf.boxes(v)
+            box = boxes[:, 0][np.isfinite(boxes[:, 0]).all(1)] if boxes is not None else []
+            if len(box) == 0:
+                raise ValueError(f"{keypoints_path}: video {kf.video_ids[v]!r} has no box for "
+                                 "person slot 0, which box_context crops to")  # fmt: skip
+            heat.append(render_box_with_context(keypoints[first:end], box[0], grid, channels,
+                                                discretisation, box_margin))  # fmt: skip
     heat = np.stack(heat)  # (n, C, V, H, W) float32
     max_norm = heat.max(axis=(3, 4))
     return heat.astype(dtype), max_norm
@@ -83,14 +117,16 @@ def _render_chunk(keypoints_path: str, rows: np.ndarray, *, grid: Grid, channels
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
                    channels: int = 3, discretisation: str = "code", dtype: str = "float16",
                    compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 16,
-                   clips: tuple[int, int] | None = None, progress=None) -> dict:  # fmt: skip
+                   clips: tuple[int, int] | None = None, box_margin: float | None = None,
+                   progress=None) -> dict:  # fmt: skip
     """Render every video of a keypoints.h5 into heatmaps.h5, streaming and in parallel.
 
     Workers each render ``chunk_videos`` rows at a time, a few chunks per worker at once
     (``ordered_map``), so memory depends on the chunk size, not on the dataset size.
     ``clips=(clip_len, stride)`` renders one row per clip instead of per video (see the
-    schema). The output appears atomically at ``out_path`` only once complete. Returns a
-    summary.
+    schema). ``box_margin`` (AVA) renders each video inside its person-slot-0 box enlarged by
+    that margin, with 2C channels: C of that person, C of everybody else (the context). The
+    output appears atomically at ``out_path`` only once complete. Returns a summary.
     """
     keypoints_path = str(keypoints_path)
     with KeypointsFile(keypoints_path) as kf:
@@ -120,14 +156,17 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
                   for row, name in enumerate(splits)}  # fmt: skip
         label, labels, num_frames = label[rows[:, 0]], labels[rows[:, 0]], rows[:, 2] - rows[:, 1]
     n = len(rows)
-    shape = (channels, joints, grid.height, grid.width)
+    if box_margin is not None:
+        unit["context"], unit["box_margin"], unit["temporal_channels"] = True, box_margin, channels
+    stored = 2 * channels if box_margin is not None else channels
+    shape = (stored, joints, grid.height, grid.width)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
             format_version=FORMAT_VERSION, kind=KIND, dataset=attrs["dataset"],
             layout=attrs["layout"], layout_spec=layout_from_attrs(attrs).to_json(),
             joint_names=attrs["joint_names"],
             class_names=attrs["class_names"], multi_label=attrs["multi_label"],
-            channels=channels, height=grid.height, width=grid.width, sigma=grid.sigma,
+            channels=stored, height=grid.height, width=grid.width, sigma=grid.sigma,
             truncate=grid.truncate, min_conf=grid.min_conf, discretisation=discretisation,
             **unit,
         )  # fmt: skip
@@ -143,14 +182,16 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
             f.create_dataset(f"splits/{name}", data=np.asarray(indices, np.int64))
         area = np.stack([temporal_weights(int(t), channels, discretisation).sum(axis=1)
                          for t in np.unique(num_frames)])  # fmt: skip
+        area = np.tile(area, (1, stored // channels))  # context channels: the same weights
         lookup = np.searchsorted(np.unique(num_frames), num_frames)
         f.create_dataset("area_norm", data=area[lookup].astype(np.float32))
         heat_ds = f.create_dataset("heatmaps", shape=(n, *shape), dtype=dtype,
                                    chunks=(1, *shape), compression=compression)  # fmt: skip
-        max_ds = f.create_dataset("max_norm", shape=(n, channels, joints), dtype="float32")
+        max_ds = f.create_dataset("max_norm", shape=(n, stored, joints), dtype="float32")
         starts = range(0, n, chunk_videos)
         render = partial(_render_chunk, keypoints_path, grid=grid, channels=channels,
-                         discretisation=discretisation, dtype=dtype)  # fmt: skip
+                         discretisation=discretisation, dtype=dtype,
+                         box_margin=box_margin)  # fmt: skip
         results = ordered_map(render, (rows[s:s + chunk_videos] for s in starts), n_jobs)
         nonzero = 0
         for s, (heat, max_norm) in zip(starts, results, strict=True):

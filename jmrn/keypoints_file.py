@@ -146,6 +146,14 @@ class KeypointsFile(ValidatedH5):
             raise ValueError(f"{self.path}: keypoints have {self.file['keypoints'].shape[1]} "
                              f"joints, the layout {self.layout!r} has {len(self.joint_names)}")
 
+    def boxes(self, i: int) -> np.ndarray | None:
+        """(T, M, 4) person boxes of video i (NaN where unknown), or None if the file has none."""
+        if "boxes" not in self.file:
+            return None
+        frames, persons = int(self.num_frames[i]), int(self.num_persons[i])
+        start = int(self.offset[i])
+        return self.file["boxes"][start:start + frames * persons].reshape(frames, persons, 4)
+
     def keypoints(self, i: int) -> np.ndarray:
         """(T, M, V, 3) keypoints of video i."""
         frames, persons = int(self.num_frames[i]), int(self.num_persons[i])

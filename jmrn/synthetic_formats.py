@@ -501,3 +501,60 @@ def write_charades(data: dict, out_dir: str | Path, *, keypoints: str = "openpos
     else:
         raise ValueError(f"keypoints must be openpose or pyskl, not {keypoints!r}")
     return {"targets": targets, "classes": names}
+
+
+def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second: int = 901,
+              keyframe: int = 902, second_label: float = 0.3, excluded: int = 1,
+              seed: int = 0) -> dict:  # fmt: skip
+    """AVA's layout for the synthetic videos: every video is a "movie" with one keyframe at
+    ``keyframe`` (its frame (keyframe - start_second) * fps), whose actor (person 0) is the
+    one annotated box (its pose's extent at the keyframe, 5 % larger, normalised); the idle
+    second person, where there is one, is context. Writes ``ava_action_list_v2.2.pbtxt`` (ids
+    1, 3, 5, ...: not contiguous, as AVA's), ``ava_{train,val}_v2.2.csv`` (one row per action,
+    a second action for ``second_label`` of the boxes), ``ava_train_excluded_timestamps_v2.2
+    .csv`` (``excluded`` training keyframes) and ``openpose/<video>/`` COCO-18 frame files.
+    Returns the ids of the kept samples' videos with their multi-hot class indices."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = _class_names(data, None)
+    ids = [2 * k + 1 for k in range(len(names))]
+    items = (f'item {{\n  name: "{n}"\n  id: {i}\n}}\n' for n, i in zip(names, ids, strict=True))
+    (out_dir / "ava_action_list_v2.2.pbtxt").write_text("".join(items))
+    train = set(data["split"]["train"])
+    centre = int(round((keyframe - start_second) * fps))
+    rows, targets = {"train": [], "val": []}, {}
+    skipped_train = sorted(train)[:excluded]
+    for ann in data["annotations"]:
+        video = str(ann["frame_dir"])
+        kp = openpose_keypoints(ann, OPENPOSE18.name)  # (M, T, 18, 3)
+        folder = out_dir / "openpose" / video
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(kp.shape[1]):
+            people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(person)}
+                      for person in kp[:, t] if (person[:, 2] > 0).any()]  # fmt: skip
+            (folder / f"{video}_{t:012d}_keypoints.json").write_text(
+                json.dumps({"version": 1.3, "people": people}, separators=(",", ":")))
+        actor = kp[0, centre]
+        seen = actor[:, 2] > 0
+        if not seen.any():
+            continue
+        height, width = ann["img_shape"]
+        (x1, y1), (x2, y2) = actor[seen, :2].min(0), actor[seen, :2].max(0)
+        pad_x, pad_y = 0.05 * (x2 - x1) + 2, 0.05 * (y2 - y1) + 2
+        box = np.clip([(x1 - pad_x) / width, (y1 - pad_y) / height, (x2 + pad_x) / width,
+                       (y2 + pad_y) / height], 0, 1)  # fmt: skip
+        labels = {int(ann["label"])}
+        if rng.random() < second_label:
+            labels.add(int(rng.integers(len(names))))
+        split = "train" if video in train else "val"
+        for label in sorted(labels):
+            rows[split].append(f"{video},{keyframe:04d}," + ",".join(f"{v:.3f}" for v in box)
+                               + f",{ids[label]},0")  # fmt: skip
+        if video not in skipped_train:
+            targets[video] = sorted(labels)
+    for split, lines in rows.items():
+        (out_dir / f"ava_{split}_v2.2.csv").write_text("\n".join(lines) + "\n")
+    (out_dir / "ava_train_excluded_timestamps_v2.2.csv").write_text(
+        "".join(f"{v},{keyframe:04d}\n" for v in skipped_train))
+    return {"targets": targets, "classes": names, "excluded": skipped_train}

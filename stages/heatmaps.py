@@ -20,6 +20,8 @@ with tqdm(desc=f"heatmaps {name}", unit="video") as bar:
     summary = build_heatmaps(f"data/{name}/keypoints.h5", f"data/{name}/heatmaps.h5", grid,
                              channels=settings["channels"],
                              discretisation=settings["discretisation"], dtype=settings["dtype"],
+                             box_margin=(settings["box_margin"] if settings.get("box_context")
+                                         else None),  # AVA: the person's box, with context
                              n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
 seconds = time.perf_counter() - start
 write_class_overview(f"data/{name}/heatmaps.h5", f"plots/{name}/heatmaps.png")

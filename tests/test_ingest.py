@@ -102,11 +102,11 @@ def test_unconvertible_layout_is_caught_before_reading(raw_dir, tmp_path):
     assert not (tmp_path / "k.h5").exists()
 
 
-def test_missing_raw_dir_and_unbuilt_format(tmp_path):
+def test_missing_raw_dir_and_unknown_format(tmp_path):
     with pytest.raises(ReadError, match="does not exist.*datasets.t.raw_dir"):
         ingest("pyskl", tmp_path / "nope", tmp_path / "k.h5", dataset="t")
-    with pytest.raises(NotImplementedError, match="ava_csv.*no reader"):
-        ingest("ava_csv", tmp_path, tmp_path / "k.h5", dataset="t")
+    with pytest.raises(ValueError, match="unknown raw format 'kinect_xef'; supported formats"):
+        ingest("kinect_xef", tmp_path, tmp_path / "k.h5", dataset="t")
 
 
 def test_interrupted_ingest_leaves_no_output_and_keeps_old(raw_dir, tmp_path, monkeypatch):

@@ -248,13 +248,13 @@ def test_heatmap_param_reruns_only_heatmaps(project):
         assert hf.file.attrs["sigma"] == 1.5
 
 
-def test_unbuilt_dataset_fails_with_a_clear_message(project):
-    (project / "data/raw/ava").mkdir(parents=True, exist_ok=True)
-    (project / "data/raw/ava/ava_train_v2.2.csv").write_text("")
+def test_a_dataset_without_raw_data_fails_with_a_clear_message(project):
     params_path = project / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
     params["dataset"] = "ava"
+    params["datasets"]["ava"]["raw_dir"] = "data/raw/ava_elsewhere"
+    (project / "data/raw/ava").mkdir(parents=True, exist_ok=True)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         proc = subprocess.run(["dvc", "repro", "ingest"], cwd=project, env=project_env(project),
@@ -262,5 +262,4 @@ def test_unbuilt_dataset_fails_with_a_clear_message(project):
     finally:
         params_path.write_text(original)
     assert proc.returncode != 0
-    assert "format 'ava_csv'" in proc.stdout + proc.stderr
-    assert "no reader in this version" in proc.stdout + proc.stderr
+    assert "raw data folder data/raw/ava_elsewhere does not exist" in proc.stdout + proc.stderr

@@ -17,6 +17,7 @@ import yaml
 from conftest import PROJECT_ROOT
 
 from jmrn import synthetic, synthetic_formats
+from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.logits_file import Logits
 
@@ -278,3 +279,29 @@ def test_charades_malformed_rows(tmp_path, data):
     train.write_text("video,labels\nx,y\n")
     with pytest.raises(ReadError, match=r"no column\(s\) \['id', 'actions'\]"):
         charades.index(raw, {})
+
+
+def test_ava_one_sample_per_person_box_with_context_to_fusion(tmp_path, data):
+    raw = tmp_path / "raw"
+    written = synthetic_formats.write_ava(data, raw)
+    root = make_project(tmp_path, "ava", {"image_size": [240, 320], "fps": 10,
+                                          "start_second": 901}, raw_dir=str(raw))  # fmt: skip
+    run_stages(root, *PIPELINE, "stages/train.py potion", "stages/logits.py potion",
+               "stages/fusion.py")
+    report = json.loads((root / "reports/ava/ingest.json").read_text())
+    assert report["format"] == "ava_csv" and report["classes"] == 10
+    assert report["kept"] == len(written["targets"])
+    assert report["left_out"]["train rows: excluded timestamp"] >= 1
+    with KeypointsFile(root / "data/ava/keypoints.h5") as kf:
+        assert kf.multi_label
+        for i, sample in enumerate(kf.video_ids):
+            video, second = sample.split(",")[:2]
+            assert second == "0902"
+            assert np.flatnonzero(kf.labels[i]).tolist() == written["targets"][video]
+            assert np.isfinite(kf.boxes(i)[:, 0]).all()  # the box, in the actor's slot
+    with HeatmapsFile(root / "data/ava/heatmaps.h5") as hf:
+        assert hf.heatmaps.shape[1] == 6 and bool(hf.file.attrs["context"])
+    metrics = json.loads((root / "metrics/ava/train/jmrn.json").read_text())
+    assert 0.0 <= metrics["test"]["mAP"] <= 1.0
+    fusion = json.loads((root / "metrics/ava/fusion.json").read_text())
+    assert fusion["metric"] == "mAP"

@@ -7,7 +7,7 @@ from itertools import islice
 from pathlib import Path
 from types import ModuleType
 
-from jmrn.readers import charades, jhmdb, openpose, pyskl, stgcn
+from jmrn.readers import ava, charades, jhmdb, openpose, pyskl, stgcn
 from jmrn.records import ReadError
 
 READERS: dict[str, ModuleType] = {
@@ -16,11 +16,10 @@ READERS: dict[str, ModuleType] = {
     "stgcn_json": stgcn,
     "openpose_json": openpose,
     "charades_csv": charades,
+    "ava_csv": ava,
 }
 # Formats of datasets that a later release will read; selecting one fails with this message.
-NOT_BUILT = {
-    "ava_csv": "AVA (per-person boxes CSV + keypoints)",
-}
+NOT_BUILT: dict[str, str] = {}
 
 
 def detect_format(raw_dir: Path) -> str:
@@ -35,6 +34,8 @@ def detect_format(raw_dir: Path) -> str:
         return "jhmdb_mat"
     if (raw_dir / charades.CSV_FILES["train"]).is_file():
         return "charades_csv"
+    if any(raw_dir.glob("ava_train_v2*.csv")):
+        return "ava_csv"
     if any(raw_dir.glob("*.pkl")):
         return "pyskl"
     if any(raw_dir.glob("*_label.json")):

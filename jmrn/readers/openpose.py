@@ -70,7 +70,7 @@ def layout_option(options: dict) -> str | None:
     return layout
 
 
-def _person_values(person: object) -> object:
+def person_values(person: object) -> object:
     """The flat keypoint list of one person (key of OpenPose >= 1.2, or of 1.0)."""
     if not isinstance(person, dict):
         return None
@@ -94,7 +94,7 @@ def detect_layout(entries: list[dict]) -> str:
             except (OSError, ValueError, AttributeError):
                 continue  # a damaged file: that video is skipped in load
             for person in people:
-                values = _person_values(person)
+                values = person_values(person)
                 if isinstance(values, list) and values:
                     if len(values) not in LAYOUT_BY_VALUES:
                         raise ReadError(
@@ -194,15 +194,15 @@ def load(entry: dict) -> Video | Skipped:
         if not isinstance(people, list):
             return skip(f"{path.name} has no 'people' list")
         for k, person in enumerate(people):
-            person_values = _person_values(person)
-            if not isinstance(person_values, list):
+            flat = person_values(person)
+            if not isinstance(flat, list):
                 return skip(f"{path.name}: person {k} has no pose_keypoints_2d list")
-            if len(person_values) != entry["values"]:
-                found = LAYOUT_BY_VALUES.get(len(person_values), "no known layout")
-                return skip(f"{path.name}: person {k} has {len(person_values)} values "
+            if len(flat) != entry["values"]:
+                found = LAYOUT_BY_VALUES.get(len(flat), "no known layout")
+                return skip(f"{path.name}: person {k} has {len(flat)} values "
                             f"({found}), the dataset's layout {entry['layout']} has "
                             f"{entry['values']}")  # fmt: skip
-            values.append(person_values)
+            values.append(flat)
         frame_of += [number] * len(people)
     try:
         persons = np.asarray(values, dtype=np.float32)

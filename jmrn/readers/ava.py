@@ -1,0 +1,156 @@
+"""AVA v2.x: one sample per (video, keyframe, person box), with the pose of that person and
+of everybody else around the keyframe (method.md §2, AVA).
+
+On disk::
+
+    raw_dir/ava_train_v2.x.csv, ava_val_v2.x.csv          the official box annotations
+    raw_dir/ava_{train,val}_excluded_timestamps_v2.x.csv   optional
+    raw_dir/<...>action_list<...>.pbtxt                   the evaluated classes (60)
+    raw_dir/openpose/<video_id>/*_keypoints.json          OpenPose output, frame numbers
+                                                          from 0 at second ``start_second``
+
+Rows are parsed by ``jmrn.ava_annotations`` (bad rows: counted, or an error naming the line).
+A sample's id is ``<video>,<timestamp:04d>,<x1>,<y1>,<x2>,<y2>`` (box to 3 decimals): the key
+per-box logits of another model (SlowFast) are matched on. Its keypoints are the frames of
+``clip_seconds`` centred on the keyframe (frame = round((second - start_second) * fps)). In
+every frame the person slot 0 is the *actor*: the OpenPose person with the largest share of
+confident joints inside the box (at least ``min_inside``; none = an empty slot that frame);
+the other persons follow as context. A box that no pose matches in any frame of its clip is
+a counted skip. ``boxes`` holds the annotated box (pixels) in slot 0 of every frame: the
+heatmaps stage crops to it.
+
+Options: ``image_size`` ([H, W] of the frames OpenPose saw; required), ``fps`` (30),
+``start_second`` (900), ``clip_seconds`` (1.0), ``min_inside`` (0.5), ``layout`` (as the
+OpenPose reader), ``action_list`` (file name, default: the one .pbtxt).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from jmrn.ava_annotations import read_action_list, read_boxes, read_excluded
+from jmrn.layouts import get_layout
+from jmrn.readers import openpose
+from jmrn.readers.common import find_single_file, image_size_option
+from jmrn.records import ReadError, Skipped, SourceIndex, Video
+
+SPLITS = ("train", "val")
+
+
+def sample_id(video: str, second: int, box: tuple[float, ...]) -> str:
+    return f"{video},{second:04d}," + ",".join(f"{v:.3f}" for v in box)
+
+
+def index(raw_dir: Path, options: dict) -> SourceIndex:
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ReadError(f"raw directory {raw_dir} does not exist")
+    actions = read_action_list(find_single_file(raw_dir, options.get("action_list"), "*.pbtxt"))
+    image_size = image_size_option(options, None)
+    settings = {"fps": float(options.get("fps", 30)),
+                "start_second": float(options.get("start_second", 900)),
+                "clip_seconds": float(options.get("clip_seconds", 1.0)),
+                "min_inside": float(options.get("min_inside", 0.5))}  # fmt: skip
+    entries, splits, left_out = [], {}, {}
+    for split in SPLITS:
+        found = sorted(p for p in raw_dir.glob(f"ava_{split}_v2*.csv"))
+        if len(found) != 1:
+            raise ReadError(f"expected one ava_{split}_v2.x.csv in {raw_dir}, found "
+                            f"{[p.name for p in found] or 'none'}")  # fmt: skip
+        excluded_files = sorted(raw_dir.glob(f"ava_{split}_excluded_timestamps_v2*.csv"))
+        excluded = set().union(*(read_excluded(p) for p in excluded_files))
+        samples = read_boxes(found[0], [a for a, _ in actions], excluded)
+        for reason, rows in samples.skipped_rows.items():
+            left_out[f"{split} rows: {reason}"] = rows
+        ids = []
+        for (video, second), box, labels in zip(samples.keys, samples.boxes, samples.labels,
+                                                strict=True):  # fmt: skip
+            ids.append(sample_id(video, second, box))
+            entries.append({"video_id": ids[-1], "dir": str(raw_dir / "openpose" / video),
+                            "second": second, "box": box, "labels": tuple(sorted(labels)),
+                            "image_size": image_size, **settings})  # fmt: skip
+        splits[split] = ids
+    if len(set(e["video_id"] for e in entries)) != len(entries):
+        raise ReadError(f"{raw_dir}: a (video, timestamp, box) is in both the train and val CSVs")
+    layout = openpose.layout_option(options) or openpose.detect_layout(entries)
+    values = 3 * get_layout(layout).num_joints
+    for entry in entries:
+        entry["layout"], entry["values"] = layout, values
+    class_names = [name for _, name in actions]
+    return SourceIndex(layout, class_names, True, splits, entries, parallel=True,
+                       left_out=left_out)  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def _frame_files(folder: str) -> dict[int, Path]:
+    """Frame number -> file of an OpenPose folder (listed once per worker and video)."""
+    out = {}
+    for path in Path(folder).glob("*" + openpose.FRAME_SUFFIX):
+        match = openpose.FRAME_NUMBER.search(path.name[: -len(openpose.FRAME_SUFFIX)])
+        if match:
+            out[int(match.group(1))] = path
+    return out
+
+
+def load(entry: dict) -> Video | Skipped:
+    video_id, folder = entry["video_id"], entry["dir"]
+
+    def skip(reason: str) -> Skipped:
+        return Skipped(video_id, folder, reason)
+
+    files = _frame_files(folder)
+    if not files:
+        return skip("no OpenPose frame files for this video")
+    centre = (entry["second"] - entry["start_second"]) * entry["fps"]
+    half = entry["clip_seconds"] * entry["fps"] / 2
+    numbers = range(int(round(centre - half)), int(round(centre + half)) + 1)
+    if not any(n in files for n in numbers):
+        return skip(f"no OpenPose frame {numbers.start}..{numbers.stop - 1} around second "
+                    f"{entry['second']} (fps {entry['fps']}, start_second "
+                    f"{entry['start_second']})")  # fmt: skip
+    height, width = entry["image_size"]
+    x1, y1, x2, y2 = np.multiply(entry["box"], (width, height, width, height))
+    joints = entry["values"] // 3
+    frames = []
+    for number in numbers:
+        people = []
+        if number in files:
+            try:
+                data = json.loads(files[number].read_text())
+            except (OSError, ValueError) as error:
+                return skip(f"cannot parse {files[number].name} ({error})")
+            for person in data.get("people") or []:
+                values = openpose.person_values(person)
+                if not isinstance(values, list) or len(values) != entry["values"]:
+                    return skip(f"{files[number].name}: a person without {entry['values']} "
+                                "values")  # fmt: skip
+                people.append(np.asarray(values, np.float32).reshape(joints, 3))
+        frames.append(people)
+    persons = max(len(p) for p in frames) + 1  # room for an empty actor slot
+    keypoints = np.zeros((len(frames), persons, joints, 3), np.float32)
+    found = False
+    for t, people in enumerate(frames):
+        if not people:
+            continue
+        pose = np.stack(people)  # (P, V, 3)
+        seen = pose[..., 2] > 0
+        inside = seen & (pose[..., 0] >= x1) & (pose[..., 0] <= x2) & \
+            (pose[..., 1] >= y1) & (pose[..., 1] <= y2)  # fmt: skip
+        share = inside.sum(1) / np.maximum(seen.sum(1), 1)
+        actor = int(share.argmax()) if share.max() >= entry["min_inside"] else None
+        found |= actor is not None
+        order = ([actor] if actor is not None else []) + \
+            [p for p in np.argsort(-pose[..., 2].mean(1), kind="stable") if p != actor]  # fmt: skip
+        slots = order if actor is not None else [None] + order
+        for m, p in enumerate(slots[:persons]):
+            if p is not None:
+                keypoints[t, m] = pose[p]
+    if not found:
+        return skip("no pose matches the box in the clip")
+    boxes = np.full(keypoints.shape[:2] + (4,), np.nan, np.float32)
+    boxes[:, 0] = (x1, y1, x2, y2)
+    return Video(video_id, keypoints, (height, width), entry["labels"], folder, boxes)
