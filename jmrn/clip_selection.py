@@ -223,7 +223,7 @@ def ranker_scores(ranker: Ranker, features: np.ndarray, batch: int = 4096) -> np
 def evaluate_selection(
     probs: np.ndarray, clip_video: np.ndarray, video_labels: np.ndarray, multi_label: bool,
     class_names: Sequence[str], k: int, saliency: np.ndarray | None, *,
-    random_repeats: int, seed: int,
+    random_repeats: int, seed: int, ap: str = "charades",
 ) -> dict:  # fmt: skip
     """Video-level metric of every selection method and consensus (the paper's Table 6).
 
@@ -242,7 +242,7 @@ def evaluate_selection(
     def metrics(selected: np.ndarray, how: str) -> dict:
         _, scores = consensus(probs, clip_video, selected, how)
         if multi_label:
-            out = multi_label_metrics(scores, labels[videos], class_names)
+            out = multi_label_metrics(scores, labels[videos], class_names, ap)
         else:
             out = single_label_metrics(scores, labels[videos].argmax(axis=1), class_names)
         return {key: out[key] for key in keys}
@@ -283,7 +283,8 @@ def clip_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: str,
-                       test_split: str, k: int, ranker_settings: dict) -> dict:  # fmt: skip
+                       test_split: str, k: int, ranker_settings: dict,
+                       ap: str = "charades") -> dict:  # fmt: skip
     """The clips stage: oracle on the training videos, ranker, Table-6 evaluation on test.
 
     ``clip_logits`` is JMRN's clip file (features for the ranker, clip-to-video map, labels,
@@ -319,7 +320,8 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
     saliency = ranker_scores(ranker, clip_logits.features[test])
     table = evaluate_selection(probs[test], clip_video[test], video_labels, multi_label,
                                clip_logits.class_names, k, saliency,
-                               random_repeats=s["random_repeats"], seed=s["seed"])  # fmt: skip
+                               random_repeats=s["random_repeats"], seed=s["seed"],
+                               ap=ap)  # fmt: skip
     # How often the ranker's K clips are the oracle's (test videos): what it was trained for.
     test_oracle = oracle_labels(probs[test], clip_video[test], video_labels, multi_label, k)
     picked = top_k_per_video(saliency, clip_video[test], k)

@@ -70,11 +70,11 @@ def apply_fusion(logits: list[np.ndarray], weights: np.ndarray, l2_normalize: bo
 
 
 def _video_metrics(scores: np.ndarray, labels: np.ndarray, multi_label: bool,
-                   class_names: list[str]) -> tuple[float, dict]:  # fmt: skip
+                   class_names: list[str], ap: str = "charades") -> tuple[float, dict]:  # fmt: skip
     """(the dataset's main metric, its per-class values): top-1 and per-class accuracy, or
-    mAP and per-class AP."""
+    mAP (Charades-style or VOC, ``ap``) and per-class AP."""
     if multi_label:
-        m = multi_label_metrics(scores, labels, class_names)
+        m = multi_label_metrics(scores, labels, class_names, ap)
         return m["mAP"] or 0.0, m["per_class_ap"]
     m = single_label_metrics(scores, labels.argmax(1), class_names)
     return m["top1"], m["per_class_accuracy"]
@@ -125,14 +125,14 @@ def run_fusion(modality_paths: list[Path], *, train_split: str, test_split: str,
                          per_class=settings["per_class_weights"],
                          l2_normalize=settings["l2_normalize"], lr=settings["lr"],
                          epochs=settings["epochs"])  # fmt: skip
-    test, classes = logits[test_split], pose.class_names
-    scored = {name: _video_metrics(x, targets[test_split], multi_label, classes)
+    test, classes, ap = logits[test_split], pose.class_names, settings.get("ap", "charades")
+    scored = {name: _video_metrics(x, targets[test_split], multi_label, classes, ap)
               for name, x in zip(names, test, strict=True)}  # fmt: skip
     m = len(modalities)
     average = apply_fusion(test, np.full(m, 1.0 / m, np.float32), settings["l2_normalize"])
     fused = apply_fusion(test, weights, settings["l2_normalize"])
-    scored["average"] = _video_metrics(average, targets[test_split], multi_label, classes)
-    scored["fused"] = _video_metrics(fused, targets[test_split], multi_label, classes)
+    scored["average"] = _video_metrics(average, targets[test_split], multi_label, classes, ap)
+    scored["fused"] = _video_metrics(fused, targets[test_split], multi_label, classes, ap)
     key = "mAP" if multi_label else "top1"
     best_single = max(names, key=lambda n: scored[n][0])
     metrics = {

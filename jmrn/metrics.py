@@ -109,7 +109,7 @@ def average_precision_per_class(scores: np.ndarray, targets: np.ndarray) -> np.n
 
 
 def multi_label_metrics(
-    scores: np.ndarray, targets: np.ndarray, class_names: Sequence[str]
+    scores: np.ndarray, targets: np.ndarray, class_names: Sequence[str], ap: str = "charades"
 ) -> dict:
     """Charades-style metrics of ``scores`` (N, K) against multi-hot ``targets`` (N, K).
 
@@ -120,7 +120,16 @@ def multi_label_metrics(
     """
     scores = _check_scores(scores, class_names)
     positive = np.asarray(targets) > 0
-    ap = average_precision_per_class(scores, positive)
+    if ap == "charades":
+        ap = average_precision_per_class(scores, positive)
+    elif ap == "voc":  # AVA: PASCAL VOC AP of the ground-truth boxes ranked by score
+        from jmrn.ava_metrics import box_map
+
+        per_class = box_map(scores, positive)["per_class_ap"]
+        ap = np.array([np.nan if per_class[k] is None else per_class[k]
+                       for k in range(scores.shape[1])])  # fmt: skip
+    else:
+        raise ValueError(f"unknown average precision {ap!r} (charades | voc)")
     valid = ~np.isnan(ap)
     labelled = positive.any(axis=1)
     pred = scores.argmax(axis=1)

@@ -119,9 +119,10 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
     }
 
 
-def score(result: dict, multi_label: bool, class_names: list[str]) -> dict:
+def score(result: dict, multi_label: bool, class_names: list[str], ap: str = "charades") -> dict:
+    """Single-label metrics, or multi-label ones with ``ap`` = charades | voc (AVA)."""
     if multi_label:
-        return multi_label_metrics(result["scores"], result["targets"], class_names)
+        return multi_label_metrics(result["scores"], result["targets"], class_names, ap)
     return single_label_metrics(result["scores"], result["targets"].argmax(1), class_names)
 
 
@@ -280,7 +281,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         evaluate_now = (epoch + 1) % int(t_set["eval_every"]) == 0 or epoch + 1 == epochs
         if evaluate_now:
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
-                                          class_names, per_rank, loader_workers))
+                                          class_names, per_rank, loader_workers,
+                                          t_set.get("ap", "charades")))  # fmt: skip
             scheduler.step(record["val_loss"])
             best = state["best"]
             if best is None or record["val_metric"] > best["val_metric"]:
@@ -298,13 +300,13 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
-                    workers) -> dict:  # fmt: skip
+                    workers, ap) -> dict:  # fmt: skip
     """Validation and test figures of the current weights (every rank computes them: cheap,
     and it keeps the scheduler identical on every rank)."""
     record = {}
     for name, dataset in (("val", val_set), ("test", test_set)):
         result = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
-        metrics = score(result, multi_label, class_names)
+        metrics = score(result, multi_label, class_names, ap)
         record[f"{name}_loss"] = float(result["loss"])
         record[f"{name}_metric"] = float(main_metric(metrics, multi_label))
     return record
@@ -331,7 +333,8 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     best = state["best"]
     model.load_state_dict(best["model"])
     result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label)
-    test = score(result, multi_label, class_names)
+    ap = settings["train"].get("ap", "charades")
+    test = score(result, multi_label, class_names, ap)
     history = state["history"]
     evaluated = [r for r in history if "test_metric" in r]
     key = "mAP" if multi_label else "top1"
@@ -349,7 +352,7 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     }
     for name, dataset in extra_sets.items():
         extra = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
-        figures = score(extra, multi_label, class_names)
+        figures = score(extra, multi_label, class_names, ap)
         metrics.setdefault("also_test", {})[name] = {
             "loss": extra["loss"], **{k: v for k, v in figures.items() if isinstance(v, float)}}
     if rank != 0:

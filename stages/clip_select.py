@@ -30,7 +30,8 @@ else:
     raise ValueError(f"clips.classifier must be jmrn or external, not {clips['classifier']!r}")
 result = run_clip_selection(jmrn_clips, classifier, train_split=splits["train"],
                             test_split=splits["test"], k=clips["k"],
-                            ranker_settings=ranker)  # fmt: skip
+                            ranker_settings=ranker,
+                            ap=section(params, "train").get("ap", "charades"))  # fmt: skip
 metrics = {"classifier": classifier.model, **result["metrics"]}
 write_json(f"metrics/{name}/clips/selection.json", metrics)
 write_json(f"reports/{name}/clips/selection.json",

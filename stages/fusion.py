@@ -16,7 +16,9 @@ ingest = json.loads(Path(f"reports/{name}/ingest.json").read_text())
 skipped = {s["video_id"] for s in ingest.get("skipped_videos", [])}
 result = run_fusion([Path(f"data/{name}/logits/jmrn.h5"), Path(f"data/{name}/logits/potion.h5"),
                      *external], train_split=splits["train"], test_split=splits["test"],
-                    settings=section(params, "fusion"), skipped_by_ingest=skipped)  # fmt: skip
+                    settings={**section(params, "fusion"),
+                              "ap": section(params, "train").get("ap", "charades")},
+                    skipped_by_ingest=skipped)  # fmt: skip
 metrics = result["metrics"]
 write_json(f"metrics/{name}/fusion.json", metrics)
 write_json(f"reports/{name}/fusion.json",
