@@ -359,9 +359,28 @@ def child(name: str, *args, peak: bool = False) -> dict:
     if not peak:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
+    busy, own = busy_cpu_seconds(), own_cpu_seconds()
     wall, rss, out = run_with_peak_rss(cmd, 0.02, capture=True)
+    # CPU that the rest of the machine used meanwhile, in cores: > ~0.1 means other work
+    # competed with this run (its speed and speed-up are then too low)
+    other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
     return {**json.loads(out.strip().splitlines()[-1]), "process_seconds": wall,
-            "peak_tree_rss_mib": rss}  # fmt: skip
+            "peak_tree_rss_mib": rss, "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle since boot."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped descendants (a child's joblib workers are
+    reaped by it, and it by this process, before the second reading)."""
+    return sum(getattr(resource.getrusage(who), k) for k in ("ru_utime", "ru_stime")
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # fmt: skip
 
 
 def best(tries: list[dict]) -> dict:
@@ -370,6 +389,7 @@ def best(tries: list[dict]) -> dict:
     for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
         result[key] = max(r[key] for r in tries)
     result["seconds_all"] = [r["seconds"] for r in tries]
+    result["other_cores_busy_all"] = [r["other_cores_busy"] for r in tries]
     return result
 
 
@@ -498,13 +518,14 @@ def memory(fmt: str, runs: list[dict], written: list[dict], full_size: dict | No
 def print_row(run: dict | None) -> None:
     if run is None:
         print(f"{'format':<13}{'stage':<9}{'N':>6}{'jobs':>5}{'s':>7}{'samples/s':>10}"
-              f"{'frames/s':>9}{'ratio':>6}{'peak MiB':>9}")  # fmt: skip
+              f"{'frames/s':>9}{'ratio':>6}{'peak MiB':>9}{'other':>6}")  # fmt: skip
         return
     ratio = run.get("speedup_vs_1_worker")
     print(f"{run['format']:<13}{run['stage']:<9}{run['samples']:>6}{run['n_jobs']:>5}"
           f"{run['seconds']:>7.2f}{run['samples_per_second']:>10.1f}"
           f"{run['frames_per_second']:>9.0f}{(f'{ratio:.2f}' if ratio else '-'):>6}"
-          f"{run['peak_tree_rss_mib']:>9.0f}", flush=True)  # fmt: skip
+          f"{run['peak_tree_rss_mib']:>9.0f}{run['other_cores_busy']:>6.2f}",
+          flush=True)  # fmt: skip
 
 
 def cpu_model() -> str:
@@ -539,7 +560,10 @@ def main() -> None:
         print(json.dumps(CHILDREN[name](*json.loads(arguments))))
         return
 
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()
+    if load_before[0] > 0.5:
+        print(f"warning: load average {load_before[0]:.2f} before the start: other work on "
+              "the machine slows the runs and lowers the speed-ups")  # fmt: skip
     runs: list[dict] = []
     written: list[dict] = []
     full_size: dict = {}
@@ -562,7 +586,10 @@ def main() -> None:
             for k, v in vars(args).items() if k != "child" and v not in (None, False)),
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
                     "platform": platform.platform(),
-                    "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30},
+                    "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+                    # 1, 5, 15 min: other work on the machine shows here (the bench's own
+                    # ~2 processes at a time count in the one after)
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "bench_seconds": None,
         "notes": {
             "runs": "one row per (format, stage, N, n_jobs), the fastest of --repeats fresh "
@@ -577,7 +604,11 @@ def main() -> None:
                     "parsed (ingest) or rendered (heatmaps). peak_tree_rss_mib: the summed "
                     "RSS of the process and its workers, polled every 20 ms; "
                     "ru_maxrss_children_mib: the largest single worker. speedup_vs_1_worker: "
-                    "samples/s over the 1-worker run's, at speedup_reference_samples.",
+                    "samples/s over the 1-worker run's, at speedup_reference_samples. "
+                    "other_cores_busy: CPU the rest of the machine used during the process, "
+                    "in cores (machine busy time minus the process tree's): near 0 on a quiet "
+                    "machine; a run that competed with other work is slower than this "
+                    "machine can do.",
             "writer_buffer_mib": "KeypointsWriter holds up to 2^18 rows (x, y, c of 18 joints "
                                  "and a box: 232 B a row, ~58 MiB) before each HDF5 write and "
                                  "copies them once (np.concatenate): ingest memory rises with N "
