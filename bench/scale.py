@@ -25,7 +25,7 @@ second 901 at 30 fps (the preset's rate), i.e. the 31 frames of 1 s around the k
 videos with those frames are used, truncated to them (46 files per folder). Files are written
 to a temporary folder (deleted afterwards) and read back hot from the page cache.
 
-    python bench/scale.py                         # the defaults: ~6 minutes on 2 cores
+    python bench/scale.py                         # the defaults: ~5 minutes on 2 quiet cores
     python bench/scale.py --charades-videos 100 --ava-samples 300 --repeats 1 --skip-full-size
 """
 
