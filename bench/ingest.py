@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import run_with_peak_rss
+from process_tree import machine_facts, run_with_peak_rss
 
 FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
 FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
@@ -165,16 +164,6 @@ def print_row(run: dict | None) -> None:
           flush=True)  # fmt: skip
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--openpose-videos", type=int, default=300,
@@ -221,8 +210,7 @@ def main() -> None:
         "command": "python bench/ingest.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
             if k != "measure" and v is not None),
-        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": machine_facts(),
         "notes": "ingest_seconds: jmrn.ingest.ingest end to end (index, load in joblib workers, "
                  "check_video, convert to coco17_neck, write keypoints.h5), timed in a fresh "
                  "process whose worker pool was started first (worker_startup_seconds, a "

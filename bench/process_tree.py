@@ -1,9 +1,13 @@
-"""Run a command and watch the resident memory of it and its worker processes (benchmarks)."""
+"""What the benchmarks share: running a command while watching the resident memory of it and
+its worker processes, and the machine facts recorded next to the results."""
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 
@@ -32,3 +36,17 @@ def run_with_peak_rss(cmd: list[str], interval: float = 0.05,
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
     return seconds, peak / 2**20, stdout
+
+
+def machine_facts() -> dict:
+    """CPU count and model, Python version and platform, for the results files."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "platform": platform.platform()}  # fmt: skip

@@ -36,7 +36,6 @@ import importlib
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -45,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import run_with_peak_rss
+from process_tree import machine_facts, run_with_peak_rss
 
 LAYOUT = "coco17_neck"
 CHUNK_ROWS = 16  # build_heatmaps' default chunk_videos: each chunk reopens keypoints.h5
@@ -528,16 +527,6 @@ def print_row(run: dict | None) -> None:
           flush=True)  # fmt: skip
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--charades-videos", type=int, default=300,
@@ -584,8 +573,7 @@ def main() -> None:
         "command": "python bench/scale.py " + " ".join(
             (f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}")
             for k, v in vars(args).items() if k != "child" and v not in (None, False)),
-        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
-                    "platform": platform.platform(),
+        "machine": {**machine_facts(),
                     "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
                     # 1, 5, 15 min: other work on the machine shows here (the bench's own
                     # ~2 processes at a time count in the one after)

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from jmrn.ava_annotations import read_action_list, read_boxes, read_excluded
-from jmrn.layouts import get_layout
 from jmrn.readers import openpose
 from jmrn.readers.common import find_single_file, image_size_option
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
@@ -76,10 +75,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         splits[split] = ids
     if len(set(e["video_id"] for e in entries)) != len(entries):
         raise ReadError(f"{raw_dir}: a (video, timestamp, box) is in both the train and val CSVs")
-    layout = openpose.layout_option(options) or openpose.detect_layout(entries)
-    values = 3 * get_layout(layout).num_joints
-    for entry in entries:
-        entry["layout"], entry["values"] = layout, values
+    layout = openpose.set_layout(entries, options)
     class_names = [name for _, name in actions]
     return SourceIndex(layout, class_names, True, splits, entries, parallel=True,
                        left_out=left_out)  # fmt: skip

@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 
 from jmrn.readers import openpose, pyskl
+from jmrn.readers.common import image_size_option
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 
 CLASSES_FILE = "Charades_v1_classes.txt"
@@ -141,19 +142,13 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
 
 def _openpose_index(folder: Path, options: dict) -> SourceIndex:
     """OpenPose folders ``<id>/`` directly (no class level): entries as the OpenPose reader's."""
-    image_size = options.get("image_size")
-    if not image_size:
-        raise ReadError("source.image_size [height, width] is required for OpenPose keypoints")
+    image_size = image_size_option(options, None)
     entries = [{"video_id": p.name, "dir": str(p), "class_name": None, "label": None,
-                "image_size": tuple(int(s) for s in image_size)}
+                "image_size": image_size}
                for p in sorted(folder.iterdir()) if p.is_dir()]  # fmt: skip
     if not entries:
         raise ReadError(f"no video folders in {folder}")
-    layout = openpose.layout_option(options) or openpose.detect_layout(entries)
-    values = 3 * openpose.get_layout(layout).num_joints
-    for entry in entries:
-        entry["layout"], entry["values"] = layout, values
-    return SourceIndex(layout, [], True, {}, entries)
+    return SourceIndex(openpose.set_layout(entries, options), [], True, {}, entries)
 
 
 def load(entry: dict) -> Video | Skipped:

@@ -108,6 +108,17 @@ def detect_layout(entries: list[dict]) -> str:
                     "after; cannot detect the layout: set the dataset's source.layout")  # fmt: skip
 
 
+def set_layout(entries: list[dict], options: dict) -> str:
+    """The layout of OpenPose frame files, forced by ``options`` or detected from the first
+    ones, written into every entry with its values per person (``load`` checks them); the
+    readers of datasets shipped as OpenPose output (Charades, AVA) share it."""
+    layout = layout_option(options) or detect_layout(entries)
+    values = 3 * get_layout(layout).num_joints
+    for entry in entries:
+        entry["layout"], entry["values"] = layout, values
+    return layout
+
+
 def _read_splits(split_dir: Path) -> dict[str, list[str]]:
     files = sorted(p for p in split_dir.glob("*.txt") if p.is_file())
     if not files:
@@ -142,16 +153,12 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
     image_size = image_size_option(options, None)
-    forced_layout = layout_option(options)
     hmdb_split_dir = _hmdb_split_dir(raw_dir)
     exclude = (SPLIT_DIR,) + ((hmdb_split_dir.name,) if hmdb_split_dir else ())
     class_names, entries = class_folder_videos(raw_dir, options, exclude=exclude)
     for entry in entries:
         entry["image_size"] = image_size
-    layout = forced_layout or detect_layout(entries)
-    values = 3 * get_layout(layout).num_joints
-    for entry in entries:
-        entry["layout"], entry["values"] = layout, values
+    layout = set_layout(entries, options)
     split_dir = raw_dir / SPLIT_DIR
     if hmdb_split_dir is not None:
         classes = sorted({e["class_name"] for e in entries})
