@@ -1,6 +1,5 @@
-"""AVA v2.x annotation files, parsed and validated (the labels side of the AVA dataset; the
-keypoint side and the per-person rendering are not built yet, so ``format: ava_csv`` still
-fails with a clear message).
+"""AVA v2.x annotation files, parsed and validated: the labels side of the AVA dataset (the
+reader, ``jmrn.readers.ava``, adds the poses).
 
 * ``ava_{train,val}_v2.x.csv``: rows ``video_id, timestamp, x1, y1, x2, y2, action_id,
   person_id`` (boxes normalised to [0, 1], one row per box and action; the test files have no
@@ -10,7 +9,8 @@ fails with a clear message).
   (the 60 evaluated classes of the 80): class index = position in the file.
 * ``ava_..._excluded_timestamps_v2.x.csv``: ``video_id, timestamp`` rows dropped everywhere.
 * person proposals, a pickle ``{"<video>,<timestamp>": (N, 5) [x1, y1, x2, y2, score]}`` as
-  SlowFast distributes them (loaded with the restricted unpickler).
+  SlowFast distributes them (loaded with the restricted unpickler), for evaluation on
+  detected boxes: ``select_proposals`` keeps those of the evaluated keyframes.
 
 Bad rows: a truncated or non-numeric row is an error naming the file and line; a box that is
 empty or outside [0, 1], a timestamp outside the movie's annotated seconds (902-1798), and
@@ -74,6 +74,7 @@ class BoxSamples:
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     labels: list[set[int]] = field(default_factory=list)  # class indices (action list order)
     person_ids: list[int] = field(default_factory=list)  # -1 where the file has none
+    videos: set[str] = field(default_factory=set)  # of every row, skipped ones included
     skipped_rows: Counter = field(default_factory=Counter)  # reason -> rows
 
 
@@ -100,6 +101,7 @@ def read_boxes(path: str | Path, action_ids: list[int],
                 raise ReadError(f"{path}, line {number}: a non-numeric value in "
                                 f"{row!r}") from None  # fmt: skip
             video = row[0].strip()
+            samples.videos.add(video)
             if (video, second) in excluded:
                 samples.skipped_rows["excluded timestamp"] += 1
                 continue
@@ -138,4 +140,49 @@ def read_proposals(path: str | Path) -> dict[tuple[str, int], np.ndarray]:
             raise ReadError(f"{path}: entry {key!r} is not '<video>,<timestamp>' -> (N, 5), "
                             f"got shape {boxes.shape}")  # fmt: skip
         out[(video, int(second))] = boxes
+    return out
+
+
+@dataclass
+class Proposals:
+    """Detected person boxes kept for evaluation, one entry per (video, timestamp, box)."""
+
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # 3 decimals
+    scores: list[float] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # reason -> boxes
+
+
+def select_proposals(proposals: dict[tuple[str, int], np.ndarray], videos: set[str],
+                     excluded: set[tuple[str, int]] = frozenset(),
+                     min_score: float = 0.0) -> Proposals:  # fmt: skip
+    """The detections to evaluate on: those of ``videos`` (the split's movies), at annotated
+    seconds that are not excluded, scoring at least ``min_score``, with a non-empty box inside
+    [0, 1] once rounded to 3 decimals (the precision of AVA's CSVs and of the sample ids);
+    two boxes of a keyframe that round to the same are one. Everything else is counted."""
+    out, seen = Proposals(), set()
+    for (video, second), rows in sorted(proposals.items()):
+        if video not in videos:
+            out.skipped["another split's video"] += len(rows)
+            continue
+        if (video, second) in excluded:
+            out.skipped["excluded timestamp"] += len(rows)
+            continue
+        if not FIRST_SECOND <= second <= LAST_SECOND:
+            out.skipped[f"timestamp outside {FIRST_SECOND}-{LAST_SECOND}"] += len(rows)
+            continue
+        for row in rows:
+            box = tuple(round(float(v), 3) for v in row[:4])
+            x1, y1, x2, y2 = box
+            if not float(row[4]) >= min_score:  # NaN scores fail too
+                out.skipped["score below proposal_min_score"] += 1
+            elif not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+                out.skipped["empty box or box outside [0, 1]"] += 1
+            elif (video, second, box) in seen:
+                out.skipped["same box twice in a keyframe"] += 1
+            else:
+                seen.add((video, second, box))
+                out.keys.append((video, second))
+                out.boxes.append(box)
+                out.scores.append(float(row[4]))
     return out

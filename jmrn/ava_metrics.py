@@ -156,7 +156,6 @@ def frame_map(
     None}, ``num_classes_evaluated``, and the numbers of ground-truth boxes and of detections
     that were evaluated (after class filter, exclusions, cap and invalid boxes).
     """
-    class_ids = list(dict.fromkeys(int(c) for c in class_ids))
     codes: dict = {}
     g_vid, g_ts, *g_rest = _columns(ground_truth, 7, codes)
     d_vid, d_ts, *d_rest = _columns(detections, 8, codes)
@@ -165,11 +164,42 @@ def frame_map(
     ts = np.concatenate([t.astype(np.int64) for t in (g_ts, d_ts, e_ts)])
     key = vid * (ts.max(initial=0) + 1) + ts  # one int per image (video, timestamp)
     n_g, n_d = g_vid.size, d_vid.size
-    g_img, d_img, e_img = key[:n_g], key[n_g : n_g + n_d], key[n_g + n_d :]
     g_box = np.stack(g_rest[:4], axis=1).astype(np.float64) if n_g else np.empty((0, 4))
     d_box = np.stack(d_rest[:4], axis=1).astype(np.float64) if n_d else np.empty((0, 4))
-    g_cls, d_cls = g_rest[4].astype(np.int64), d_rest[4].astype(np.int64)
-    d_score = d_rest[5].astype(np.float64)
+    return frame_map_arrays(
+        key[:n_g], g_box, g_rest[4], key[n_g : n_g + n_d], d_box, d_rest[4], d_rest[5],
+        class_ids, excluded_images=key[n_g + n_d :], iou_threshold=iou_threshold,
+        max_detections_per_image=max_detections_per_image,
+    )
+
+
+def frame_map_arrays(
+    g_img: np.ndarray,
+    g_box: np.ndarray,
+    g_cls: np.ndarray,
+    d_img: np.ndarray,
+    d_box: np.ndarray,
+    d_cls: np.ndarray,
+    d_score: np.ndarray,
+    class_ids: Sequence[int],
+    *,
+    excluded_images: np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+    max_detections_per_image: int | None = OFFICIAL_MAX_DETECTIONS,
+) -> dict:
+    """:func:`frame_map` on columns: one integer per image (video, timestamp) in ``*_img``,
+    (n, 4) boxes, action ids and detection scores. For many detections (every box scored for
+    every class) building row tuples would cost more memory than the evaluation itself."""
+    class_ids = list(dict.fromkeys(int(c) for c in class_ids))
+    g_img, d_img = np.asarray(g_img, np.int64), np.asarray(d_img, np.int64)
+    e_img = np.asarray(() if excluded_images is None else excluded_images, np.int64)
+    g_box = np.asarray(g_box, np.float64).reshape(-1, 4)
+    d_box = np.asarray(d_box, np.float64).reshape(-1, 4)
+    g_cls, d_cls = np.asarray(g_cls).astype(np.int64), np.asarray(d_cls).astype(np.int64)
+    d_score = np.asarray(d_score).astype(np.float64)
+    if not (len(g_img) == len(g_box) == len(g_cls)) or \
+            not (len(d_img) == len(d_box) == len(d_cls) == len(d_score)):  # fmt: skip
+        raise ValueError("ground-truth or detection columns differ in length")
 
     g_ok = np.isin(g_cls, class_ids) & ~np.isin(g_img, e_img)
     d_ok = np.isin(d_cls, class_ids)

@@ -57,6 +57,8 @@ def split_names(params: dict, split: int | None = None) -> dict[str, str]:
         names[role] = name.replace("{split}", str(split))
     if splits.get("also_test"):  # further test sets, scored with the selected model
         names["also_test"] = list(splits["also_test"])
+    if splits.get("detected"):  # AVA's detected boxes of the test keyframes (no labels)
+        names["detected"] = str(splits["detected"])
     return names
 
 

@@ -81,14 +81,18 @@ def _video_metrics(scores: np.ndarray, labels: np.ndarray, multi_label: bool,
 
 
 def run_fusion(modality_paths: list[Path], *, train_split: str, test_split: str,
-               settings: dict, skipped_by_ingest: set[str] = frozenset()) -> dict:  # fmt: skip
+               settings: dict, skipped_by_ingest: set[str] = frozenset(),
+               score_splits: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Learn the fusion weights on ``train_split`` and score everything on ``test_split``.
 
     The first path is the pose model (JMRN): its file defines the videos, labels and splits.
     Every other modality must have logits for all of them, and nothing else except videos
     that ingest skipped (counted in the result). Returns the metrics (each modality alone,
     the plain average, the learned fusion, the weights) and the per-class differences
-    fused minus pose.
+    fused minus pose; and, for each of ``score_splits`` the pose model's file has, the
+    scores of that split to evaluate elsewhere (AVA's detected boxes): ``video_ids`` and the
+    logits of every modality that covers the split, with ``average`` and ``fused`` when all
+    do.
     """
     modalities = [Logits(p) for p in modality_paths]
     pose = modalities[0]
@@ -151,4 +155,17 @@ def run_fusion(modality_paths: list[Path], *, train_split: str, test_split: str,
     fused_pc, pose_pc = scored["fused"][1], scored[names[0]][1]
     per_class = [{"class": c, "fused_minus_pose": fused_pc[c] - pose_pc[c]}
                  for c in classes if fused_pc[c] is not None and pose_pc[c] is not None]
-    return {"metrics": metrics, "per_class": per_class}
+    scores = {}
+    for split in score_splits:
+        if split not in pose.splits:
+            continue
+        split_ids = [pose.video_ids[i] for i in pose.splits[split]]
+        covering = [mod for mod in modalities if set(split_ids) <= set(mod.video_ids)]
+        x = align(covering, split_ids)
+        scores[split] = {"video_ids": split_ids}
+        scores[split].update((mod.model, v) for mod, v in zip(covering, x, strict=True))
+        if len(covering) == m:  # m: the number of modalities
+            scores[split]["average"] = apply_fusion(x, np.full(m, 1.0 / m, np.float32),
+                                                    settings["l2_normalize"])  # fmt: skip
+            scores[split]["fused"] = apply_fusion(x, weights, settings["l2_normalize"])
+    return {"metrics": metrics, "per_class": per_class, "scores": scores}

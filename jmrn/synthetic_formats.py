@@ -503,9 +503,19 @@ def write_charades(data: dict, out_dir: str | Path, *, keypoints: str = "openpos
     return {"targets": targets, "classes": names}
 
 
+def _person_box(pose: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """The normalised box of a (V, 3) pose's confident joints, 5 % (and 2 px) larger."""
+    height, width = image_shape
+    seen = pose[:, 2] > 0
+    (x1, y1), (x2, y2) = pose[seen, :2].min(0), pose[seen, :2].max(0)
+    pad_x, pad_y = 0.05 * (x2 - x1) + 2, 0.05 * (y2 - y1) + 2
+    return np.clip([(x1 - pad_x) / width, (y1 - pad_y) / height, (x2 + pad_x) / width,
+                    (y2 + pad_y) / height], 0, 1)  # fmt: skip
+
+
 def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second: int = 901,
               keyframe: int = 902, second_label: float = 0.3, excluded: int = 1,
-              seed: int = 0) -> dict:  # fmt: skip
+              proposals: bool = True, seed: int = 0) -> dict:  # fmt: skip
     """AVA's layout for the synthetic videos: every video is a "movie" with one keyframe at
     ``keyframe`` (its frame (keyframe - start_second) * fps), whose actor (person 0) is the
     one annotated box (its pose's extent at the keyframe, 5 % larger, normalised); the idle
@@ -513,7 +523,12 @@ def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second:
     1, 3, 5, ...: not contiguous, as AVA's), ``ava_{train,val}_v2.2.csv`` (one row per action,
     a second action for ``second_label`` of the boxes), ``ava_train_excluded_timestamps_v2.2
     .csv`` (``excluded`` training keyframes) and ``openpose/<video>/`` COCO-18 frame files.
-    Returns the ids of the kept samples' videos with their multi-hot class indices."""
+    With ``proposals``, also SlowFast-style person detections of the val keyframes,
+    ``ava_dense_proposals_val.pkl``: the annotated box jittered (score 0.9-1), the context
+    person's box where there is one (0.85-0.95, no action: a false positive for every class)
+    and a weak box (0.3, under the default threshold).
+    Returns the ids of the kept samples' videos with their multi-hot class indices, and the
+    detections written ({"<video>,<timestamp>": (N, 5)})."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -523,7 +538,7 @@ def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second:
     (out_dir / "ava_action_list_v2.2.pbtxt").write_text("".join(items))
     train = set(data["split"]["train"])
     centre = int(round((keyframe - start_second) * fps))
-    rows, targets = {"train": [], "val": []}, {}
+    rows, targets, detections = {"train": [], "val": []}, {}, {}
     skipped_train = sorted(train)[:excluded]
     for ann in data["annotations"]:
         video = str(ann["frame_dir"])
@@ -539,11 +554,7 @@ def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second:
         seen = actor[:, 2] > 0
         if not seen.any():
             continue
-        height, width = ann["img_shape"]
-        (x1, y1), (x2, y2) = actor[seen, :2].min(0), actor[seen, :2].max(0)
-        pad_x, pad_y = 0.05 * (x2 - x1) + 2, 0.05 * (y2 - y1) + 2
-        box = np.clip([(x1 - pad_x) / width, (y1 - pad_y) / height, (x2 + pad_x) / width,
-                       (y2 + pad_y) / height], 0, 1)  # fmt: skip
+        box = _person_box(actor, ann["img_shape"])
         labels = {int(ann["label"])}
         if rng.random() < second_label:
             labels.add(int(rng.integers(len(names))))
@@ -553,8 +564,19 @@ def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second:
                                + f",{ids[label]},0")  # fmt: skip
         if video not in skipped_train:
             targets[video] = sorted(labels)
+        if split == "val":
+            jitter = np.clip(box + rng.normal(0, 0.01, 4), 0, 1)
+            weak = [*jitter[[2, 3]] * 0.2, *jitter[[2, 3]] * 0.5, 0.3]
+            found = [[*jitter, rng.uniform(0.9, 1.0)], weak]
+            if kp.shape[0] > 1 and (kp[1, centre, :, 2] > 0).any():
+                found.append([*_person_box(kp[1, centre], ann["img_shape"]),
+                              rng.uniform(0.85, 0.95)])  # fmt: skip
+            detections[f"{video},{keyframe:04d}"] = np.round(np.array(found, np.float32), 4)
+    if proposals:
+        write(out_dir / "ava_dense_proposals_val.pkl", detections)
     for split, lines in rows.items():
         (out_dir / f"ava_{split}_v2.2.csv").write_text("\n".join(lines) + "\n")
     (out_dir / "ava_train_excluded_timestamps_v2.2.csv").write_text(
         "".join(f"{v},{keyframe:04d}\n" for v in skipped_train))
-    return {"targets": targets, "classes": names, "excluded": skipped_train}
+    return {"targets": targets, "classes": names, "excluded": skipped_train,
+            "proposals": detections}

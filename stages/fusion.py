@@ -4,7 +4,8 @@ learned late fusion, metrics/<dataset>/fusion.json and the per-class plot."""
 import json
 from pathlib import Path
 
-from jmrn.config import load_params, section, split_names
+from jmrn.ava_detected import evaluate as evaluate_detected
+from jmrn.config import dataset_block, load_params, section, split_names
 from jmrn.fusion import run_fusion
 from jmrn.io import write_json
 
@@ -18,12 +19,22 @@ result = run_fusion([Path(f"data/{name}/logits/jmrn.h5"), Path(f"data/{name}/log
                      *external], train_split=splits["train"], test_split=splits["test"],
                     settings={**section(params, "fusion"),
                               "ap": section(params, "train").get("ap", "charades")},
-                    skipped_by_ingest=skipped)  # fmt: skip
-metrics = result["metrics"]
+                    skipped_by_ingest=skipped,
+                    score_splits=(splits["detected"],) if "detected" in splits else ())  # fmt: skip
+metrics, detected = result["metrics"], {}
+if result["scores"]:  # AVA: the detected boxes, scored with the official frame-mAP
+    scores = dict(result["scores"][splits["detected"]])
+    block = dataset_block(params)
+    detected = evaluate_detected(scores.pop("video_ids"), scores, block["raw_dir"],
+                                 block.get("source") or {})  # fmt: skip
+    metrics["test_detected"] = {m: {"frame_mAP": r["mAP"]} for m, r in detected.items()}
+elif "detected" in splits:
+    print(f"fusion {name}: no split {splits['detected']!r} (no person-detection pickle was "
+          "ingested): the detected-box evaluation is skipped")  # fmt: skip
 write_json(f"metrics/{name}/fusion.json", metrics)
 write_json(f"reports/{name}/fusion.json",
            {**metrics, "external_files": [str(p) for p in external],
-            "settings": section(params, "fusion")})  # fmt: skip
+            "settings": section(params, "fusion"), "detected": detected})  # fmt: skip
 write_json(f"plots/{name}/fusion/per_class.json", result["per_class"])
 print(f"fusion {name}: " + ", ".join(f"{m} {v[metrics['metric']]:.4f}"
                                      for m, v in metrics["test"].items()))  # fmt: skip

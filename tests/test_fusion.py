@@ -122,3 +122,25 @@ def test_run_fusion_rejects_disagreeing_labels_and_unknown_splits(pose_files):
         run_fusion(paths, train_split="train", test_split="test", settings=SETTINGS)
     with pytest.raises(ValueError, match="no split 'test2'"):
         run_fusion(paths[:1], train_split="train", test_split="test2", settings=SETTINGS)
+
+
+def test_run_fusion_hands_back_the_scores_of_extra_splits(pose_files):
+    """AVA's detected boxes: scored by every modality that covers them, fused when all do."""
+    root, ids, labels = pose_files
+    splits = {"train": np.arange(100), "test": np.arange(100, 180), "detected": np.arange(180, 200)}
+    for name, seed in (("jmrn", 0), ("potion", 1)):
+        write_modality(root / f"{name}.h5", ids, labels, 1.0, seed, splits=splits)
+    write_modality(root / "rgb.h5", ids[:180], labels[:180], 3.0, 2, splits={})
+    paths = [root / "jmrn.h5", root / "potion.h5"]
+    result = run_fusion(paths, train_split="train", test_split="test", settings=SETTINGS,
+                        score_splits=("detected", "absent"))  # fmt: skip
+    scores = result["scores"]["detected"]
+    assert list(result["scores"]) == ["detected"]
+    assert scores["video_ids"] == ids[180:]
+    assert set(scores) == {"video_ids", "jmrn", "potion", "average", "fused"}
+    weights = np.array([result["metrics"]["weights"][m] for m in ("jmrn", "potion")], np.float32)
+    x = [scores["jmrn"], scores["potion"]]
+    assert np.allclose(scores["fused"], apply_fusion(x, weights, l2_normalize=True), atol=1e-6)
+    result = run_fusion([*paths, root / "rgb.h5"], train_split="train", test_split="test",
+                        settings=SETTINGS, score_splits=("detected",))  # fmt: skip
+    assert set(result["scores"]["detected"]) == {"video_ids", "jmrn", "potion"}  # rgb lacks them

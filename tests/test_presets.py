@@ -4,6 +4,7 @@ logits, with the preset's own format, layout, splits and reader options."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import yaml
 from conftest import PROJECT_ROOT
 
 from jmrn import synthetic, synthetic_formats
-from jmrn.ava_metrics import box_map
+from jmrn.ava_metrics import box_map, frame_map
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.logits_file import Logits
@@ -291,15 +292,22 @@ def test_ava_one_sample_per_person_box_with_context_to_fusion(tmp_path, data):
                "stages/fusion.py")
     report = json.loads((root / "reports/ava/ingest.json").read_text())
     assert report["format"] == "ava_csv" and report["classes"] == 10
-    assert report["kept"] == len(written["targets"])
+    # every written detection scoring >= 0.8 is a sample (the weak 0.3 boxes are counted)
+    strong = sum(int((d[:, 4] >= 0.8).sum()) for d in written["proposals"].values())
+    assert report["kept"] == len(written["targets"]) + strong
     assert report["left_out"]["train rows: excluded timestamp"] >= 1
+    assert report["left_out"]["proposals: score below proposal_min_score"] == len(
+        written["proposals"])
     with KeypointsFile(root / "data/ava/keypoints.h5") as kf:
-        assert kf.multi_label
+        assert kf.multi_label and len(kf.splits["val_detected"]) == strong
         for i, sample in enumerate(kf.video_ids):
             video, second = sample.split(",")[:2]
             assert second == "0902"
-            assert np.flatnonzero(kf.labels[i]).tolist() == written["targets"][video]
             assert np.isfinite(kf.boxes(i)[:, 0]).all()  # the box, in the actor's slot
+            if sample.endswith(",det"):  # a detected box: no label of its own
+                assert not kf.labels[i].any()
+            else:
+                assert np.flatnonzero(kf.labels[i]).tolist() == written["targets"][video]
     with HeatmapsFile(root / "data/ava/heatmaps.h5") as hf:
         assert hf.heatmaps.shape[1] == 6 and bool(hf.file.attrs["context"])
     metrics = json.loads((root / "metrics/ava/train/jmrn.json").read_text())
@@ -309,3 +317,23 @@ def test_ava_one_sample_per_person_box_with_context_to_fusion(tmp_path, data):
     assert metrics["test"]["mAP"] == pytest.approx(voc)
     fusion = json.loads((root / "metrics/ava/fusion.json").read_text())
     assert fusion["metric"] == "mAP" and fusion["test"]["jmrn"]["mAP"] == pytest.approx(voc)
+    # Detected boxes: the official frame-mAP (IoU 0.5) against the raw val CSV, recomputed
+    # here from the CSV rows and the logits file's rows for the jmrn model.
+    action_ids = [2 * k + 1 for k in range(10)]
+    truth = [row for row in csv.reader((raw / "ava_val_v2.2.csv").open())]
+    ground_truth = [(r[0], int(r[1]), *map(float, r[2:6]), int(r[6])) for r in truth]
+    rows = logits.splits["val_detected"]
+    scores = 1 / (1 + np.exp(-logits.logits[rows].astype(np.float64)))
+    found = []
+    for i, row in zip(rows, scores, strict=True):
+        video, second, *box, tag = logits.video_ids[i].split(",")
+        assert tag == "det"
+        found += [(video, int(second), *map(float, box), a, p)
+                  for a, p in zip(action_ids, row, strict=True)]  # fmt: skip
+    expected = frame_map(ground_truth, found, action_ids)["mAP"]
+    detected = fusion["test_detected"]
+    assert set(detected) == {"jmrn", "potion", "average", "fused"}
+    assert detected["jmrn"]["frame_mAP"] == pytest.approx(expected)
+    fusion_report = json.loads((root / "reports/ava/fusion.json").read_text())
+    assert fusion_report["detected"]["fused"]["detected_boxes"] == strong
+    assert fusion_report["detected"]["fused"]["num_ground_truth"] == len(truth)

@@ -8,6 +8,7 @@ On disk::
     raw_dir/<...>action_list<...>.pbtxt                   the evaluated classes (60)
     raw_dir/openpose/<video_id>/*_keypoints.json          OpenPose output, frame numbers
                                                           from 0 at second ``start_second``
+    raw_dir/<...>proposals<...>.pkl                       optional person detections
 
 Rows are parsed by ``jmrn.ava_annotations`` (bad rows: counted, or an error naming the line).
 A sample's id is ``<video>,<timestamp:04d>,<x1>,<y1>,<x2>,<y2>`` (box to 3 decimals): the key
@@ -19,9 +20,18 @@ the other persons follow as context. A box that no pose matches in any frame of 
 a counted skip. ``boxes`` holds the annotated box (pixels) in slot 0 of every frame: the
 heatmaps stage crops to it.
 
+Detected boxes: with a person-detection pickle (``{"<video>,<timestamp>": (N, 5) [x1, y1, x2,
+y2, score]}``, SlowFast's), every detection of a val keyframe scoring at least
+``proposal_min_score`` becomes an unlabelled sample of split ``val_detected``, id
+``<video>,<timestamp>,<box>,det``, read exactly like an annotated box; ``jmrn.ava_detected``
+scores them with the official frame-mAP at IoU 0.5 against the val CSV.
+
 Options: ``image_size`` ([H, W] of the frames OpenPose saw; required), ``fps`` (30),
 ``start_second`` (900), ``clip_seconds`` (1.0), ``min_inside`` (0.5), ``layout`` (as the
-OpenPose reader), ``action_list`` (file name, default: the one .pbtxt).
+OpenPose reader), ``action_list`` (file name, default: the one .pbtxt), ``proposals``
+(``auto``: the one ``*proposals*.pkl`` of raw_dir, or the one of those with ``val`` in its
+name, none if there is none; a file name; null: no detected boxes), ``proposal_min_score``
+(0.8, as SlowFast's AVA configs).
 """
 
 from __future__ import annotations
@@ -32,47 +42,108 @@ from pathlib import Path
 
 import numpy as np
 
-from jmrn.ava_annotations import read_action_list, read_boxes, read_excluded
+from jmrn.ava_annotations import (
+    BoxSamples,
+    read_action_list,
+    read_boxes,
+    read_excluded,
+    read_proposals,
+    select_proposals,
+)
 from jmrn.readers import openpose
 from jmrn.readers.common import find_single_file, image_size_option
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 
 SPLITS = ("train", "val")
+DETECTED_SPLIT = "val_detected"  # the detected boxes of the val keyframes
+DETECTED_SUFFIX = ",det"
 
 
-def sample_id(video: str, second: int, box: tuple[float, ...]) -> str:
-    return f"{video},{second:04d}," + ",".join(f"{v:.3f}" for v in box)
+def sample_id(video: str, second: int, box: tuple[float, ...], detected: bool = False) -> str:
+    text = f"{video},{second:04d}," + ",".join(f"{v:.3f}" for v in box)
+    return text + DETECTED_SUFFIX if detected else text
+
+
+def parse_sample_id(sample: str) -> tuple[str, int, tuple[float, float, float, float]]:
+    """(video, timestamp, box) of an annotated or a detected box's sample id."""
+    parts = sample.removesuffix(DETECTED_SUFFIX).split(",")
+    try:
+        if len(parts) != 6:
+            raise ValueError
+        return parts[0], int(parts[1]), tuple(float(v) for v in parts[2:])  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"{sample!r} is not an AVA sample id <video>,<timestamp>,<x1>,<y1>,"
+                         "<x2>,<y2>[,det]") from None  # fmt: skip
+
+
+def find_proposals(raw_dir: Path, option: str | None) -> Path | None:
+    """The person-detection pickle the ``proposals`` option names (module docstring)."""
+    if option is None:
+        return None
+    if option != "auto":
+        return find_single_file(raw_dir, option, "")
+    found = sorted(raw_dir.glob("*proposals*.pkl"))
+    if len(found) > 1:
+        found = [p for p in found if "val" in p.name]
+    if len(found) > 1:
+        raise ReadError(f"{raw_dir}: several proposal pickles {[p.name for p in found]}; set "
+                        "source.proposals to the val one")  # fmt: skip
+    return found[0] if found else None
+
+
+def action_list(raw_dir: Path, options: dict) -> list[tuple[int, str]]:
+    """(AVA action id, name) of the evaluated classes, in class-index order."""
+    return read_action_list(find_single_file(raw_dir, options.get("action_list"), "*.pbtxt"))
+
+
+def annotations(raw_dir: Path, actions: list[tuple[int, str]],
+                split: str) -> tuple[BoxSamples, set[tuple[str, int]]]:  # fmt: skip
+    """The annotated boxes of ``split`` (train | val) and its excluded (video, timestamp)s."""
+    found = sorted(Path(raw_dir).glob(f"ava_{split}_v2*.csv"))
+    if len(found) != 1:
+        raise ReadError(f"expected one ava_{split}_v2.x.csv in {raw_dir}, found "
+                        f"{[p.name for p in found] or 'none'}")  # fmt: skip
+    excluded_files = sorted(Path(raw_dir).glob(f"ava_{split}_excluded_timestamps_v2*.csv"))
+    excluded = set().union(*(read_excluded(p) for p in excluded_files))
+    return read_boxes(found[0], [a for a, _ in actions], excluded), excluded
 
 
 def index(raw_dir: Path, options: dict) -> SourceIndex:
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
-    actions = read_action_list(find_single_file(raw_dir, options.get("action_list"), "*.pbtxt"))
+    actions = action_list(raw_dir, options)
     image_size = image_size_option(options, None)
     settings = {"fps": float(options.get("fps", 30)),
                 "start_second": float(options.get("start_second", 900)),
                 "clip_seconds": float(options.get("clip_seconds", 1.0)),
                 "min_inside": float(options.get("min_inside", 0.5))}  # fmt: skip
     entries, splits, left_out = [], {}, {}
+
+    def add(video: str, second: int, box: tuple, labels: tuple, detected: bool = False) -> str:
+        entries.append({"video_id": sample_id(video, second, box, detected),
+                        "dir": str(raw_dir / "openpose" / video), "second": second, "box": box,
+                        "labels": labels, "image_size": image_size, **settings})  # fmt: skip
+        return entries[-1]["video_id"]
+
     for split in SPLITS:
-        found = sorted(p for p in raw_dir.glob(f"ava_{split}_v2*.csv"))
-        if len(found) != 1:
-            raise ReadError(f"expected one ava_{split}_v2.x.csv in {raw_dir}, found "
-                            f"{[p.name for p in found] or 'none'}")  # fmt: skip
-        excluded_files = sorted(raw_dir.glob(f"ava_{split}_excluded_timestamps_v2*.csv"))
-        excluded = set().union(*(read_excluded(p) for p in excluded_files))
-        samples = read_boxes(found[0], [a for a, _ in actions], excluded)
+        samples, excluded = annotations(raw_dir, actions, split)
         for reason, rows in samples.skipped_rows.items():
             left_out[f"{split} rows: {reason}"] = rows
-        ids = []
-        for (video, second), box, labels in zip(samples.keys, samples.boxes, samples.labels,
-                                                strict=True):  # fmt: skip
-            ids.append(sample_id(video, second, box))
-            entries.append({"video_id": ids[-1], "dir": str(raw_dir / "openpose" / video),
-                            "second": second, "box": box, "labels": tuple(sorted(labels)),
-                            "image_size": image_size, **settings})  # fmt: skip
-        splits[split] = ids
+        splits[split] = [add(video, second, box, tuple(sorted(labels)))
+                         for (video, second), box, labels
+                         in zip(samples.keys, samples.boxes, samples.labels, strict=True)]
+        if split == "val":
+            val_videos, val_excluded = samples.videos, excluded
+    proposals_path = find_proposals(raw_dir, options.get("proposals", "auto"))
+    if proposals_path is not None:
+        detected = select_proposals(read_proposals(proposals_path), val_videos, val_excluded,
+                                    float(options.get("proposal_min_score", 0.8)))
+        for reason, boxes in detected.skipped.items():
+            left_out[f"proposals: {reason}"] = boxes
+        splits[DETECTED_SPLIT] = [add(video, second, box, (), detected=True)
+                                  for (video, second), box
+                                  in zip(detected.keys, detected.boxes, strict=True)]
     if len(set(e["video_id"] for e in entries)) != len(entries):
         raise ReadError(f"{raw_dir}: a (video, timestamp, box) is in both the train and val CSVs")
     layout = openpose.set_layout(entries, options)

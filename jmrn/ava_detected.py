@@ -1,0 +1,127 @@
+"""AVA scored on detected person boxes: the official frame-mAP at IoU 0.5 of a model's scores
+on the ``val_detected`` samples (one per detected box, ``jmrn.readers.ava``) against the
+annotated boxes of the val CSV, as ActivityNet's ``get_ava_performance.py`` computes it.
+
+Every detected box is scored for every class: its row of logits through a sigmoid. The
+ground truth is read from the raw files with the reader's rules (action list, excluded
+timestamps, counted bad rows), including the annotated boxes that ingest skipped for want of
+a pose: a box the pipeline cannot see still counts as a miss, as it would for the official
+evaluator. A detected box that ingest skipped has no scores, so it is simply not detected.
+
+    python -m jmrn.ava_detected jmrn --csv detections.csv
+
+prints the frame-mAP of ``data/<dataset>/logits/jmrn.h5`` and writes its detections in the
+official CSV form (``video_id, timestamp, x1, y1, x2, y2, action_id, score``), the input of
+the official evaluator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from jmrn.ava_metrics import OFFICIAL_MAX_DETECTIONS, frame_map_arrays
+from jmrn.config import dataset_block, load_params
+from jmrn.io import atomic_path
+from jmrn.logits_file import Logits
+from jmrn.readers import ava
+
+
+def scored_boxes(
+    sample_ids: list[str], logits: np.ndarray, num_classes: int
+) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+    """(video, timestamp) and (N, 4) box of every sample id, and the (N, K) class scores."""
+    logits = np.asarray(logits, np.float64)
+    if logits.shape != (len(sample_ids), num_classes):
+        raise ValueError(f"logits {logits.shape} for {len(sample_ids)} boxes and "
+                         f"{num_classes} classes")  # fmt: skip
+    parsed = [ava.parse_sample_id(s) for s in sample_ids]
+    boxes = np.array([box for *_, box in parsed], np.float64).reshape(-1, 4)
+    return [(video, second) for video, second, _ in parsed], boxes, 1.0 / (1.0 + np.exp(-logits))
+
+
+def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
+             raw_dir: str | Path, options: dict, *, iou_threshold: float = 0.5,
+             max_detections_per_image: int | None = OFFICIAL_MAX_DETECTIONS) -> dict:  # fmt: skip
+    """Frame-mAP of the detected boxes ``sample_ids`` under each named (N, K) logits array,
+    against the val annotations of ``raw_dir`` (read with the dataset's ``source``
+    ``options``).
+
+    Returns, per name, the :func:`jmrn.ava_metrics.frame_map` summary with ``per_class_ap``
+    keyed by class name, the IoU threshold and the number of detected boxes scored.
+    """
+    actions = ava.action_list(Path(raw_dir), options)
+    truth, excluded = ava.annotations(Path(raw_dir), actions, "val")
+    action_ids = [a for a, _ in actions]
+    codes: dict[tuple[str, int], int] = {}
+    labels_per_box = [sorted(labels) for labels in truth.labels]
+    g_img = np.array([codes.setdefault(key, len(codes))
+                      for key, labels in zip(truth.keys, labels_per_box, strict=True)
+                      for _ in labels], np.int64)  # fmt: skip
+    counts = [len(labels) for labels in labels_per_box]
+    g_box = np.repeat(np.array(truth.boxes, np.float64).reshape(-1, 4), counts, 0)
+    g_cls = np.array([action_ids[k] for labels in labels_per_box for k in labels], np.int64)
+    names, out = dict(actions), {}
+    for name, logits in scores_by_name.items():
+        keys, boxes, scores = scored_boxes(sample_ids, logits, len(action_ids))
+        k = len(action_ids)  # every box is a detection row for every class
+        d_img = np.repeat(np.array([codes.setdefault(key, len(codes)) for key in keys],
+                                   np.int64), k)  # fmt: skip
+        d_cls = np.tile(np.asarray(action_ids, np.int64), len(keys))
+        e_img = np.array([codes[key] for key in excluded if key in codes], np.int64)
+        result = frame_map_arrays(g_img, g_box, g_cls, d_img, np.repeat(boxes, k, 0), d_cls,
+                                  scores.ravel(), action_ids, excluded_images=e_img,
+                                  iou_threshold=iou_threshold,
+                                  max_detections_per_image=max_detections_per_image)  # fmt: skip
+        result["per_class_ap"] = {names[a]: ap for a, ap in result["per_class_ap"].items()}
+        out[name] = {**result, "detected_boxes": len(sample_ids), "iou_threshold": iou_threshold}
+    return out
+
+
+def write_detections_csv(path: str | Path, sample_ids: list[str], logits: np.ndarray,
+                         action_ids: list[int]) -> None:  # fmt: skip
+    """The official detections CSV of scored boxes (atomically)."""
+    keys, boxes, scores = scored_boxes(sample_ids, logits, len(action_ids))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        for (video, second), box, row in zip(keys, boxes, scores, strict=True):
+            prefix = [video, f"{second:04d}", *(f"{v:.3f}" for v in box)]
+            writer.writerows([*prefix, a, f"{p:.6f}"] for a, p in zip(action_ids, row,
+                                                                      strict=True))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a logits file's model name (jmrn, potion) or its path")
+    parser.add_argument("--csv", help="also write the detections in the official CSV form")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    block = dataset_block(params)
+    path = Path(args.model)
+    if not path.suffix:
+        path = Path(f"data/{params['dataset']}/logits/{args.model}.h5")
+    logits = Logits(path)
+    if ava.DETECTED_SPLIT not in logits.splits:
+        raise SystemExit(f"{path} has no split {ava.DETECTED_SPLIT!r}: put a person-detection "
+                         "pickle in the raw folder (source.proposals) and re-run ingest")
+    rows = logits.splits[ava.DETECTED_SPLIT]
+    ids = [logits.video_ids[i] for i in rows]
+    source = block.get("source") or {}
+    result = evaluate(ids, {logits.model: logits.logits[rows]}, block["raw_dir"],
+                      source)[logits.model]  # fmt: skip
+    value = "undefined" if result["mAP"] is None else f"{result['mAP']:.4f}"
+    print(f"{path}: frame-mAP@{result['iou_threshold']} {value} over "
+          f"{result['num_classes_evaluated']} classes, {result['detected_boxes']} detected "
+          f"boxes, {result['num_ground_truth']} ground-truth rows")  # fmt: skip
+    if args.csv:
+        actions = ava.action_list(Path(block["raw_dir"]), source)
+        write_detections_csv(args.csv, ids, logits.logits[rows], [a for a, _ in actions])
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
