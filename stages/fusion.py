@@ -34,7 +34,12 @@ elif "detected" in splits:
 write_json(f"metrics/{name}/fusion.json", metrics)
 write_json(f"reports/{name}/fusion.json",
            {**metrics, "external_files": [str(p) for p in external],
-            "settings": section(params, "fusion"), "detected": detected})  # fmt: skip
+            "settings": section(params, "fusion"),
+            **({"detected": detected} if detected else {})})  # fmt: skip
 write_json(f"plots/{name}/fusion/per_class.json", result["per_class"])
 print(f"fusion {name}: " + ", ".join(f"{m} {v[metrics['metric']]:.4f}"
                                      for m, v in metrics["test"].items()))  # fmt: skip
+if detected:
+    print(f"fusion {name} on detected boxes, frame-mAP@0.5: " + ", ".join(
+        f"{m} {r['mAP']:.4f}" if r["mAP"] is not None else f"{m} undefined"
+        for m, r in detected.items()))  # fmt: skip
