@@ -13,10 +13,12 @@ a one-off), so its peak memory is its own: the summed RSS of the process and its
 workers. Each stage runs on N and 4N samples with all cores to show whether memory grows
 with N (N also with one worker, the same-run reference of the speed-up). Memory that grows
 with N but stays small at these sizes is measured directly as well: the bytes per sample of
-the reader's index and of the keypoints writer's bookkeeping, and the cost of opening a
-metadata-only keypoints.h5 of the full size, which every heatmaps worker does per chunk of
-16 rows. A real AVA video folder holds ~27,000 frame files (15 min at 30 fps), listed once
-per worker and video (``lru_cache``): that listing is timed on such a folder too.
+the reader's index and of the keypoints writer's bookkeeping, and, on a metadata-only
+keypoints.h5 of the full size, the cost of what every heatmaps worker does per chunk of 16
+rows (open the file, read the chunk's block of keypoints and boxes) and of the main
+process's one validated open. A real AVA video folder holds ~27,000 frame files (15 min at
+30 fps), listed once per worker and video (``lru_cache``): that listing is timed on such a
+folder too.
 
 Synthetic Charades videos have 20-120 frames (~70) where real ones have ~720 (30 s at
 24 fps), so Charades is projected from frames per second. Synthetic AVA clips are the real
@@ -47,7 +49,7 @@ from pathlib import Path
 from process_tree import machine_facts, run_with_peak_rss
 
 LAYOUT = "coco17_neck"
-CHUNK_ROWS = 16  # build_heatmaps' default chunk_videos: each chunk reopens keypoints.h5
+CHUNK_ROWS = 16  # build_heatmaps' default chunk_videos: each chunk opens keypoints.h5
 FLUSH_ROWS = 1 << 18  # KeypointsWriter's default flush_rows
 FULL = {
     "charades_csv": {
@@ -155,7 +157,8 @@ def child_write(fmt: str, samples: int, root: str, ava_fps: float) -> dict:
         names = {a["frame_dir"] for a in kept}
         data = {"annotations": kept,
                 "split": {k: [v for v in ids if v in names] for k, ids in data["split"].items()}}
-        write_ava(data, raw, fps=ava_fps, start_second=AVA_START_SECOND, keyframe=AVA_KEYFRAME)
+        write_ava(data, raw, fps=ava_fps, start_second=AVA_START_SECOND, keyframe=AVA_KEYFRAME,
+                  proposals=False)  # the annotated boxes only, as FULL counts them
         files = need * len(kept)
     raw_mib = sum(f.stat().st_size for f in raw.rglob("*") if f.is_file()) / 2**20
     reader = get_reader(fmt)
@@ -198,13 +201,35 @@ def child_ingest(fmt: str, raw: str, out: str, n_jobs: int, ava_fps: float) -> d
 
 
 def time_open(path: str, times: int = 3) -> float:
-    """Median seconds of opening a keypoints.h5 (what each heatmaps chunk does)."""
+    """Median seconds of a validated open of a keypoints.h5 (once per heatmaps stage: it
+    reads every id, label and split)."""
     from jmrn.keypoints_file import KeypointsFile
 
     seconds = []
     for _ in range(times):
         start = time.perf_counter()
         KeypointsFile(path).close()
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[len(seconds) // 2]
+
+
+def time_chunk_open(path: str, times: int = 5) -> float:
+    """Median seconds of what a heatmaps worker does per chunk besides rendering: open the
+    file with h5py and read the block of keypoints and boxes of the last CHUNK_ROWS samples
+    (``heatmaps_file._render_chunk``)."""
+    import h5py
+
+    seconds = []
+    for _ in range(times):
+        start = time.perf_counter()
+        with h5py.File(path, "r") as f:
+            n = len(f["offset"])
+            offset = f["offset"][n - CHUNK_ROWS:]
+            last = n - 1
+            stop = int(f["offset"][last] + f["num_frames"][last] * f["num_persons"][last])
+            f["keypoints"][int(offset[0]):stop]
+            if "boxes" in f:
+                f["boxes"][int(offset[0]):stop]
         seconds.append(time.perf_counter() - start)
     return sorted(seconds)[len(seconds) // 2]
 
@@ -226,13 +251,15 @@ def child_heatmaps(fmt: str, keypoints: str, out: str, n_jobs: int) -> dict:
     return {"worker_startup_seconds": startup, "seconds": seconds, "samples": summary["videos"],
             "shape": summary["shape"], "mean_frames": summary["mean_frames"], **rusage(),
             "output_mib": Path(out).stat().st_size / 2**20,
-            "keypoints_open_seconds": time_open(keypoints)}  # fmt: skip
+            "keypoints_open_seconds": time_open(keypoints),
+            "chunk_open_seconds": time_chunk_open(keypoints)}  # fmt: skip
 
 
 def child_full_size(fmt: str, path: str, samples: int) -> dict:
     """A metadata-only keypoints.h5 of the full dataset's size (one frame per sample, real-
-    length ids): the seconds and memory of opening it, as every heatmaps chunk does; the
-    bytes per sample of the writer's bookkeeping and of ingest's id -> row dict."""
+    length ids): the seconds and memory of its validated open (once per heatmaps stage) and
+    the seconds of a worker's per-chunk open and read; the bytes per sample of the writer's
+    bookkeeping and of ingest's id -> row dict."""
     import tracemalloc
 
     import numpy as np
@@ -280,6 +307,7 @@ def child_full_size(fmt: str, path: str, samples: int) -> dict:
     tracemalloc.stop()
     return {"samples": samples, "classes": classes,
             "keypoints_open_seconds": seconds, "keypoints_open_mib": open_bytes / 2**20,
+            "chunk_open_seconds": time_chunk_open(path),
             "writer_bookkeeping_bytes_per_sample": (bookkeeping - id_dict_bytes) / sampled,
             "ingest_id_dict_bytes_per_sample": id_dict_bytes / sampled,
             "file_mib": Path(path).stat().st_size / 2**20}  # fmt: skip
@@ -456,14 +484,20 @@ def projection(fmt: str, runs: list[dict], full_size: dict | None, listing: dict
              "minutes_from_samples_per_second": full["samples"] / run["samples_per_second"] / 60,
              "output_gib": run["output_mib"] / run["samples"] * full["samples"] / 1024}  # fmt: skip
         if stage == "heatmaps" and full_size:
-            # every chunk of 16 rows reopens keypoints.h5, whose metadata grows with N: the
-            # run paid its own size's open; the full dataset pays the full size's
+            # every chunk of 16 rows opens keypoints.h5 in its worker, and the main process
+            # validates it once: the run paid its own size's costs, the full dataset pays the
+            # full size's
             chunks = math.ceil(full["samples"] / CHUNK_ROWS)
-            extra = chunks * (full_size["keypoints_open_seconds"] - run["keypoints_open_seconds"])
+            per_chunk = full_size["chunk_open_seconds"] - run["chunk_open_seconds"]
+            once = full_size["keypoints_open_seconds"] - run["keypoints_open_seconds"]
             p["chunk_reopen"] = {"chunks": chunks,
-                                 "open_seconds_at_run_size": run["keypoints_open_seconds"],
-                                 "open_seconds_at_full_size": full_size["keypoints_open_seconds"],
-                                 "extra_minutes": extra / run["workers"] / 60}  # fmt: skip
+                                 "chunk_open_seconds_at_run_size": run["chunk_open_seconds"],
+                                 "chunk_open_seconds_at_full_size":
+                                     full_size["chunk_open_seconds"],
+                                 "validated_open_seconds_at_full_size":
+                                     full_size["keypoints_open_seconds"],
+                                 "extra_minutes": (chunks * per_chunk / run["workers"] + once)
+                                 / 60}  # fmt: skip
         if stage == "heatmaps" and long_video and fmt == "charades_csv":
             # the rendering alone at the real length's per-frame speed (one core each), on
             # every worker: a lower bound, as the main process's per-video work (HDF5 write,
@@ -503,7 +537,7 @@ def memory(fmt: str, runs: list[dict], written: list[dict], full_size: dict | No
         grows["ingest_main_writer_bookkeeping_mib"] = (
             full_size["writer_bookkeeping_bytes_per_sample"] * n / 2**20)
         grows["ingest_main_id_dict_mib"] = full_size["ingest_id_dict_bytes_per_sample"] * n / 2**20
-        grows["heatmaps_keypoints_open_mib_per_chunk"] = full_size["keypoints_open_mib"]
+        grows["heatmaps_main_keypoints_open_mib"] = full_size["keypoints_open_mib"]
     stored = 2 * 3 if BOX_MARGIN[fmt] is not None else 3
     # build_heatmaps' last step: max_ds[:] / area_norm[:, :, None], two (N, C, V) float32
     grows["heatmaps_main_max_norm_mib"] = (2 * n * stored * 18 + n * stored) * 4 / 2**20
@@ -629,11 +663,12 @@ def main() -> None:
                                          "to the full dataset: ingest's main process keeps the "
                                          "reader's index (a dict per sample), the writer's "
                                          "per-sample lists and its id dict until the end; "
-                                         "build_heatmaps' workers reopen keypoints.h5 for every "
-                                         "chunk of 16 rows, reading all its ids and labels "
-                                         "(keypoints_open_mib per worker, keypoints_open_seconds "
-                                         "per chunk: quadratic time in N), and its main process "
-                                         "reads the whole (N, C, V) max_norm twice at the end.",
+                                         "build_heatmaps' main process reads all ids, labels "
+                                         "and splits of keypoints.h5 once "
+                                         "(heatmaps_main_keypoints_open_mib; its workers open "
+                                         "the file per chunk of 16 rows and read only that "
+                                         "chunk's block: chunk_open_seconds), and reads the "
+                                         "whole (N, C, V) max_norm twice at the end.",
             "ava": "In real AVA many boxes share a keyframe and a video folder holds ~27,000 "
                    "frame files; the reader lists a folder once per worker and video "
                    "(functools.lru_cache, 8 folders), then parses the clip's frames for every "
@@ -643,8 +678,9 @@ def main() -> None:
                    "projection. Real frames hold more people than synthetic ones (1-2), so "
                    "parsing and rendering per frame cost more there.",
             "projection": "minutes = full frames / frames per second of the largest all-core "
-                          "run, plus for heatmaps the extra cost of reopening a full-size "
-                          "keypoints.h5 per chunk (chunk_reopen), and for AVA ingest the "
+                          "run, plus for heatmaps the extra cost of opening a full-size "
+                          "keypoints.h5 per chunk and validating it once (chunk_reopen), and "
+                          "for AVA ingest the "
                           "folder listings; minutes_from_samples_per_second is the same at "
                           "synthetic sample lengths (valid for AVA, whose synthetic clips are "
                           "real-length; not for Charades, whose videos are ~10x longer). "

@@ -90,28 +90,41 @@ def render_box_with_context(keypoints: np.ndarray, box: np.ndarray, grid: Grid, 
                                             discretisation)])  # fmt: skip
 
 
-def _render_chunk(keypoints_path: str, rows: np.ndarray, *, grid: Grid, channels: int,
-                  discretisation: str, dtype: str, box_margin: float | None):  # fmt: skip
-    """Worker: render rows (video, first, end frame), reading them from the keypoints file."""
-    with KeypointsFile(keypoints_path) as kf:
-        heat, video, keypoints = [], -1, None
-        for v, first, end in rows:
-            if v != video:  # the rows of a video are consecutive: read it once
-                video, keypoints = v, kf.keypoints(v)
-            if box_margin is None:
-                heat.append(aggregate(keypoints[first:end], tuple(kf.image_size[v]), grid,
-                                      channels, discretisation))  # fmt: skip
-                continue
-            boxes = kf.boxes(v)
-            box = boxes[:, 0][np.isfinite(boxes[:, 0]).all(1)] if boxes is not None else []
-            if len(box) == 0:
-                raise ValueError(f"{keypoints_path}: video {kf.video_ids[v]!r} has no box for "
-                                 "person slot 0, which box_context crops to")  # fmt: skip
-            heat.append(render_box_with_context(keypoints[first:end], box[0], grid, channels,
-                                                discretisation, box_margin))  # fmt: skip
+def _render_chunk(keypoints_path: str, task: tuple[np.ndarray, np.ndarray, list[str]], *,
+                  grid: Grid, channels: int, discretisation: str, dtype: str,
+                  box_margin: float | None):  # fmt: skip
+    """Worker: render one chunk of rows (video, first, end frame).
+
+    ``task`` also holds, per row, its video's first keypoints row, frames, persons, height and
+    width (``spans``) and id, taken from the file the main process validated: the worker
+    reads the chunk's keypoints as one contiguous block (videos are stored in order) instead
+    of opening and validating the whole file again, which costs O(N) per chunk.
+    """
+    rows, spans, ids = task
+    start, persons = spans[:, 0], spans[:, 2]
+    lo, hi = int(start.min()), int((start + spans[:, 1] * persons).max())
+    with h5py.File(keypoints_path, "r") as f:
+        block = f["keypoints"][lo:hi]
+        box_block = f["boxes"][lo:hi] if box_margin is not None else None
+    heat = []
+    for (_, first, end), (s, t, m, height, width), video_id in zip(rows, spans, ids,
+                                                                   strict=True):  # fmt: skip
+        keypoints = block[s - lo : s - lo + t * m].reshape(t, m, -1, 3)
+        if box_margin is None:
+            heat.append(aggregate(keypoints[first:end], (height, width), grid, channels,
+                                  discretisation))  # fmt: skip
+            continue
+        boxes = box_block[s - lo : s - lo + t * m].reshape(t, m, 4)[:, 0]
+        box = boxes[np.isfinite(boxes).all(1)]
+        if len(box) == 0:
+            raise ValueError(f"{keypoints_path}: video {video_id!r} has no box for person "
+                             "slot 0, which box_context crops to")  # fmt: skip
+        heat.append(render_box_with_context(keypoints[first:end], box[0], grid, channels,
+                                            discretisation, box_margin))  # fmt: skip
     heat = np.stack(heat)  # (n, C, V, H, W) float32
-    max_norm = heat.max(axis=(3, 4))
-    return heat.astype(dtype), max_norm
+    stored = heat.astype(dtype)
+    # the statistics here, not in the main process, which writes every row alone
+    return stored, heat.max(axis=(3, 4)), int(np.count_nonzero(stored))
 
 
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
@@ -138,9 +151,15 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
             raise ValueError(f"{keypoints_path}: {len(too_short)} videos have fewer than "
                              f"{channels} frames (first: {first!r}); ingest drops them with "
                              f"min_frames >= {channels}")  # fmt: skip
+        if box_margin is not None and "boxes" not in kf.file:
+            raise ValueError(f"{keypoints_path} has no person boxes, which box_context crops "
+                             "to (its reader does not record boxes)")  # fmt: skip
         attrs = dict(kf.file.attrs)
         video_ids, splits = kf.video_ids, kf.splits
         label, labels = kf.label, kf.labels
+        # per video: first keypoints row, frames, persons, height, width (for the workers)
+        spans = np.column_stack([kf.offset, num_frames, kf.num_persons, kf.image_size])
+        source_ids = kf.video_ids
     if clips is None:
         rows = np.stack([np.arange(n), np.zeros(n, np.int64), num_frames], axis=1)
         unit = {"unit": "video"}
@@ -192,12 +211,14 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         render = partial(_render_chunk, keypoints_path, grid=grid, channels=channels,
                          discretisation=discretisation, dtype=dtype,
                          box_margin=box_margin)  # fmt: skip
-        results = ordered_map(render, (rows[s:s + chunk_videos] for s in starts), n_jobs)
+        tasks = ((rows[s:s + chunk_videos], spans[rows[s:s + chunk_videos, 0]],
+                  [source_ids[v] for v in rows[s:s + chunk_videos, 0]]) for s in starts)
+        results = ordered_map(render, tasks, n_jobs)
         nonzero = 0
-        for s, (heat, max_norm) in zip(starts, results, strict=True):
+        for s, (heat, max_norm, chunk_nonzero) in zip(starts, results, strict=True):
             heat_ds[s:s + len(heat)] = heat
             max_ds[s:s + len(heat)] = max_norm
-            nonzero += int(np.count_nonzero(heat))
+            nonzero += chunk_nonzero
             if progress is not None:
                 progress(len(heat))
         peak_area = max_ds[:] / f["area_norm"][:][:, :, None]

@@ -202,3 +202,60 @@ def test_clip_file_rows_are_the_clips_of_the_videos(tiny_heatmaps, tiny_clip_hea
                                Grid(height=16, width=22), 3, "code")  # fmt: skip
             np.testing.assert_allclose(cf.heatmaps[row].astype(np.float32), direct,
                                        rtol=2e-3, atol=2e-3)  # fmt: skip
+
+
+def write_box_keypoints(path, videos) -> None:
+    from jmrn.keypoints_file import KeypointsWriter
+
+    writer = KeypointsWriter(path, dataset="boxes", source_format="test",
+                             layout=get_layout("coco17_neck"), class_names=["a", "b"],
+                             multi_label=True, flush_rows=7)  # fmt: skip
+    for video in videos:
+        writer.add(video)
+    writer.close({"all": list(range(len(videos)))})
+
+
+def test_box_context_rows_are_the_actor_and_the_others_in_the_box(tmp_path):
+    """Chunks of rows spanning videos of different sizes render each video in its own box."""
+    from jmrn.heatmaps_file import build_heatmaps, render_box_with_context
+    from jmrn.records import Video
+
+    rng = np.random.default_rng(0)
+    videos = []
+    for k, (frames, persons) in enumerate([(5, 2), (7, 1), (4, 3), (6, 2), (5, 1)]):
+        boxes = np.full((frames, persons, 4), np.nan, np.float32)
+        boxes[:, 0] = (20 + 10 * k, 30, 200 - 5 * k, 220)
+        videos.append(Video(f"v{k}", random_keypoints(rng, frames, persons, 18), IMAGE,
+                            (k % 2,), "test", boxes))  # fmt: skip
+    write_box_keypoints(tmp_path / "keypoints.h5", videos)
+    grid = Grid(height=12, width=12)
+    build_heatmaps(tmp_path / "keypoints.h5", tmp_path / "heatmaps.h5", grid, n_jobs=1,
+                   chunk_videos=2, box_margin=0.1, dtype="float32")  # fmt: skip
+    with HeatmapsFile(tmp_path / "heatmaps.h5") as hf:
+        assert hf.heatmaps.shape == (5, 6, 18, 12, 12) and bool(hf.file.attrs["context"])
+        for k, video in enumerate(videos):
+            direct = render_box_with_context(video.keypoints, video.boxes[0, 0], grid, 3,
+                                             "code", 0.1)  # fmt: skip
+            np.testing.assert_allclose(hf.heatmaps[k], direct, rtol=1e-6, atol=1e-6)
+        assert not hf.heatmaps[1, 3:].any()  # one person: no context
+        assert hf.heatmaps[0, 3:].any() and hf.heatmaps[0, :3].any()
+
+
+def test_box_context_needs_the_actors_box(tmp_path):
+    from jmrn.heatmaps_file import build_heatmaps
+    from jmrn.records import Video
+
+    rng = np.random.default_rng(1)
+    boxes = np.full((5, 2, 4), np.nan, np.float32)
+    boxes[:, 1] = (0, 0, 50, 50)  # a box, but not the actor's (slot 0)
+    videos = [Video("no_actor_box", random_keypoints(rng, 5, 2, 18), IMAGE, (0,), "t", boxes)]
+    write_box_keypoints(tmp_path / "keypoints.h5", videos)
+    with pytest.raises(ValueError, match="'no_actor_box' has no box for person slot 0"):
+        build_heatmaps(tmp_path / "keypoints.h5", tmp_path / "h.h5", Grid(height=8, width=8),
+                       n_jobs=1, box_margin=0.1)  # fmt: skip
+    assert not (tmp_path / "h.h5").exists()
+    write_box_keypoints(tmp_path / "keypoints.h5",
+                        [Video("v", random_keypoints(rng, 5, 1, 18), IMAGE, (0,), "t")])
+    with pytest.raises(ValueError, match="has no person boxes"):
+        build_heatmaps(tmp_path / "keypoints.h5", tmp_path / "h.h5", Grid(height=8, width=8),
+                       n_jobs=1, box_margin=0.1)  # fmt: skip
