@@ -310,7 +310,8 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
     oracle = oracle_labels(probs[train], clip_video[train], video_labels, multi_label, k)
     if (np.bincount(clip_video[train]).max()) <= k:
         raise ValueError(f"{clip_logits.path}: no training video has more than K = {k} clips, "
-                         "so the ranker has nothing to learn: lower clips.k or clips.stride")
+                         "so the ranker has nothing to learn: lower clips.k, clips.clip_len or "
+                         "clips.stride")  # fmt: skip
     s = ranker_settings
     ranker, losses = train_ranker(clip_logits.features[train], clip_video[train], oracle,
                                   hidden=s["hidden"], dropout=s["dropout"], lr=s["lr"],
