@@ -289,7 +289,9 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
 
     ``clip_logits`` is JMRN's clip file (features for the ranker, clip-to-video map, labels,
     splits); ``classifier`` is f: the same file, or an external clip model's logits, aligned
-    by clip id. Returns the metrics, the ranker and its loss per epoch.
+    by clip id. Returns the metrics, the ranker and its loss per epoch. When no training
+    video has more than K clips the ranker is skipped (None, reason in the metrics): every
+    K-selection then keeps all clips of those videos.
     """
     if clip_logits.parent_ids is None or clip_logits.labels is None:
         raise ValueError(f"{clip_logits.path}: not a clip logits file (no parent_id / labels)")
@@ -308,25 +310,33 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
 
     train = clip_logits.splits[train_split]
     oracle = oracle_labels(probs[train], clip_video[train], video_labels, multi_label, k)
-    if (np.bincount(clip_video[train]).max()) <= k:
-        raise ValueError(f"{clip_logits.path}: no training video has more than K = {k} clips, "
-                         "so the ranker has nothing to learn: lower clips.k, clips.clip_len or "
-                         "clips.stride")  # fmt: skip
-    s = ranker_settings
-    ranker, losses = train_ranker(clip_logits.features[train], clip_video[train], oracle,
-                                  hidden=s["hidden"], dropout=s["dropout"], lr=s["lr"],
-                                  weight_decay=s["weight_decay"], epochs=s["epochs"],
-                                  batch_pairs=s["batch_pairs"], seed=s["seed"])  # fmt: skip
     test = clip_logits.splits[test_split]
-    saliency = ranker_scores(ranker, clip_logits.features[test])
+    longer = {name: int((np.bincount(clip_video[rows]) > k).sum())
+              for name, rows in (("train", train), ("test", test))}  # fmt: skip
+    s = ranker_settings
+    ranker, losses, saliency = None, [], None
+    if longer["train"]:
+        ranker, losses = train_ranker(clip_logits.features[train], clip_video[train], oracle,
+                                      hidden=s["hidden"], dropout=s["dropout"], lr=s["lr"],
+                                      weight_decay=s["weight_decay"], epochs=s["epochs"],
+                                      batch_pairs=s["batch_pairs"], seed=s["seed"])  # fmt: skip
+        saliency = ranker_scores(ranker, clip_logits.features[test])
     table = evaluate_selection(probs[test], clip_video[test], video_labels, multi_label,
                                clip_logits.class_names, k, saliency,
                                random_repeats=s["random_repeats"], seed=s["seed"],
                                ap=ap)  # fmt: skip
-    # How often the ranker's K clips are the oracle's (test videos): what it was trained for.
-    test_oracle = oracle_labels(probs[test], clip_video[test], video_labels, multi_label, k)
-    picked = top_k_per_video(saliency, clip_video[test], k)
-    table["ranker_oracle_overlap"] = float((picked & test_oracle).sum() / picked.sum())
+    if ranker is None:  # a documented skip, not an error: the rest of the table is defined
+        table["ranker_skipped"] = (f"no training video has more than K = {k} clips, so the "
+                                   "ranker has no (oracle, non-oracle) pair to learn from; "
+                                   "lower clips.k, clips.clip_len or clips.stride")  # fmt: skip
+        table["ranker_oracle_overlap"] = None
+    else:
+        # How often the ranker's K clips are the oracle's (test videos): what it was trained
+        # for.
+        test_oracle = oracle_labels(probs[test], clip_video[test], video_labels, multi_label, k)
+        picked = top_k_per_video(saliency, clip_video[test], k)
+        table["ranker_oracle_overlap"] = float((picked & test_oracle).sum() / picked.sum())
     table["train"] = {"videos": int(len(np.unique(clip_video[train]))),
                       "clips": int(len(train)), "oracle_clips": int(oracle.sum())}  # fmt: skip
+    table["videos_with_more_than_k_clips"] = longer
     return {"metrics": table, "ranker": ranker, "losses": losses}

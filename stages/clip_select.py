@@ -38,9 +38,11 @@ write_json(f"reports/{name}/clips/selection.json",
            {**metrics, "classifier_file": str(classifier.path), "clips": clips,
             "ranker": ranker})  # fmt: skip
 model = result["ranker"]
+if model is None:
+    print(f"clip selection {name}: ranker skipped: {metrics['ranker_skipped']}")
 save_torch(f"models/{name}/clips/ranker.pt",
-           {"model": model.state_dict(), "n_features": int(model.mean.numel()),
-            "settings": ranker})  # fmt: skip
+           {"model": {} if model is None else model.state_dict(), "trained": model is not None,
+            "n_features": int(jmrn_clips.features.shape[1]), "settings": ranker})  # fmt: skip
 with atomic_path(f"plots/{name}/clips/ranker_loss.csv") as tmp, open(tmp, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["epoch", "pairwise_loss"])

@@ -363,3 +363,30 @@ def test_run_clip_selection_ranker_finds_the_salient_clips(tmp_path):
     external = run_clip_selection(own, Logits(external_path), train_split="train",
                                   test_split="test", k=1, ranker_settings=settings)  # fmt: skip
     assert external["metrics"] == table
+
+
+def test_videos_with_at_most_k_clips_skip_the_ranker_and_equal_dense(tmp_path):
+    """Short videos (each of 6 clips, K = 6): nothing to select, nothing for the ranker to
+    learn; the table is still defined, every method is Dense, and the skip says why."""
+    from jmrn.clip_selection import run_clip_selection
+    from jmrn.logits_file import Logits
+
+    clips_path, _ = _clip_files(tmp_path)
+    settings = {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "epochs": 5,
+                "batch_pairs": 16, "random_repeats": 3, "seed": 0}  # fmt: skip
+    own = Logits(clips_path)
+    result = run_clip_selection(own, own, train_split="train", test_split="test", k=6,
+                                ranker_settings=settings)  # fmt: skip
+    table = result["metrics"]
+    assert result["ranker"] is None and result["losses"] == []
+    assert "no training video has more than K = 6 clips" in table["ranker_skipped"]
+    assert table["videos_with_more_than_k_clips"] == {"train": 0, "test": 0}
+    assert "ranker" not in table["methods"] and table["ranker_oracle_overlap"] is None
+    dense = table["methods"]["dense"]["average"]["top1"]
+    for method in ("random", "uniform", "empirical", "oracle"):
+        assert table["methods"][method]["average"]["top1"] == dense
+        assert table["methods"][method]["clips_used"] == 1.0
+    trained = run_clip_selection(own, own, train_split="train", test_split="test", k=5,
+                                 ranker_settings=settings)  # fmt: skip
+    assert trained["ranker"] is not None and "ranker_skipped" not in trained["metrics"]
+    assert trained["metrics"]["videos_with_more_than_k_clips"] == {"train": 30, "test": 30}
