@@ -290,8 +290,8 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
     ``clip_logits`` is JMRN's clip file (features for the ranker, clip-to-video map, labels,
     splits); ``classifier`` is f: the same file, or an external clip model's logits, aligned
     by clip id. Returns the metrics, the ranker and its loss per epoch. When no training
-    video has more than K clips the ranker is skipped (None, reason in the metrics): every
-    K-selection then keeps all clips of those videos.
+    video has more than K clips the ranker is skipped (None, ``ranker_trained`` false in the
+    metrics, the reason in ``ranker_skipped``): every K-selection then keeps all clips.
     """
     if clip_logits.parent_ids is None or clip_logits.labels is None:
         raise ValueError(f"{clip_logits.path}: not a clip logits file (no parent_id / labels)")
@@ -325,10 +325,12 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
                                clip_logits.class_names, k, saliency,
                                random_repeats=s["random_repeats"], seed=s["seed"],
                                ap=ap)  # fmt: skip
+    skipped = None
+    table["ranker_trained"] = ranker is not None
     if ranker is None:  # a documented skip, not an error: the rest of the table is defined
-        table["ranker_skipped"] = (f"no training video has more than K = {k} clips, so the "
-                                   "ranker has no (oracle, non-oracle) pair to learn from; "
-                                   "lower clips.k, clips.clip_len or clips.stride")  # fmt: skip
+        skipped = (f"no training video has more than K = {k} clips, so the ranker has no "
+                   "(oracle, non-oracle) pair to learn from; lower clips.k, clips.clip_len or "
+                   "clips.stride")  # fmt: skip
         table["ranker_oracle_overlap"] = None
     else:
         # How often the ranker's K clips are the oracle's (test videos): what it was trained
@@ -339,4 +341,4 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
     table["train"] = {"videos": int(len(np.unique(clip_video[train]))),
                       "clips": int(len(train)), "oracle_clips": int(oracle.sum())}  # fmt: skip
     table["videos_with_more_than_k_clips"] = longer
-    return {"metrics": table, "ranker": ranker, "losses": losses}
+    return {"metrics": table, "ranker": ranker, "losses": losses, "ranker_skipped": skipped}

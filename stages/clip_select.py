@@ -36,10 +36,10 @@ metrics = {"classifier": classifier.model, **result["metrics"]}
 write_json(f"metrics/{name}/clips/selection.json", metrics)
 write_json(f"reports/{name}/clips/selection.json",
            {**metrics, "classifier_file": str(classifier.path), "clips": clips,
-            "ranker": ranker})  # fmt: skip
+            "ranker": ranker, "ranker_skipped": result["ranker_skipped"]})  # fmt: skip
 model = result["ranker"]
 if model is None:
-    print(f"clip selection {name}: ranker skipped: {metrics['ranker_skipped']}")
+    print(f"clip selection {name}: ranker skipped: {result['ranker_skipped']}")
 save_torch(f"models/{name}/clips/ranker.pt",
            {"model": {} if model is None else model.state_dict(), "trained": model is not None,
             "n_features": int(jmrn_clips.features.shape[1]), "settings": ranker})  # fmt: skip

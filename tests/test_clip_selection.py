@@ -379,7 +379,8 @@ def test_videos_with_at_most_k_clips_skip_the_ranker_and_equal_dense(tmp_path):
                                 ranker_settings=settings)  # fmt: skip
     table = result["metrics"]
     assert result["ranker"] is None and result["losses"] == []
-    assert "no training video has more than K = 6 clips" in table["ranker_skipped"]
+    assert "no training video has more than K = 6 clips" in result["ranker_skipped"]
+    assert table["ranker_trained"] is False
     assert table["videos_with_more_than_k_clips"] == {"train": 0, "test": 0}
     assert "ranker" not in table["methods"] and table["ranker_oracle_overlap"] is None
     dense = table["methods"]["dense"]["average"]["top1"]
@@ -388,5 +389,6 @@ def test_videos_with_at_most_k_clips_skip_the_ranker_and_equal_dense(tmp_path):
         assert table["methods"][method]["clips_used"] == 1.0
     trained = run_clip_selection(own, own, train_split="train", test_split="test", k=5,
                                  ranker_settings=settings)  # fmt: skip
-    assert trained["ranker"] is not None and "ranker_skipped" not in trained["metrics"]
+    assert trained["ranker"] is not None and trained["ranker_skipped"] is None
+    assert trained["metrics"]["ranker_trained"] is True
     assert trained["metrics"]["videos_with_more_than_k_clips"] == {"train": 30, "test": 30}
