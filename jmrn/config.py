@@ -91,3 +91,17 @@ def clip_training_settings(params: dict) -> dict:
     settings = training_settings(params, "jmrn")
     settings["train"]["epochs"] = section(params, "clips")["epochs"]
     return settings
+
+
+def heatmap_options(params: dict) -> dict:
+    """``build_heatmaps``' keyword arguments from the resolved ``heatmap`` section: the grid,
+    channels, discretisation, dtype, and the person-box crop with context where
+    ``box_context`` is on (AVA). One place, so the video and the clip caches always agree."""
+    from jmrn.heatmaps import Grid
+
+    s = section(params, "heatmap")
+    return {"grid": Grid(height=s["height"], width=s["width"], sigma=s["sigma"],
+                         truncate=s["truncate"], min_conf=s["min_conf"]),
+            "channels": s["channels"], "discretisation": s["discretisation"],
+            "dtype": s["dtype"],
+            "box_margin": s["box_margin"] if s.get("box_context") else None}  # fmt: skip

@@ -1,26 +1,22 @@
 """Stage clip_heatmaps: keypoints.h5 -> data/<dataset>/clips/heatmaps.h5, one row per clip
-(clips.clip_len frames every clips.stride frames), on the whole-video heatmaps' grid."""
+(clips.clip_len frames every clips.stride frames), rendered as the whole-video heatmaps are
+(same grid, and for AVA the same person-box crop with context)."""
 
 from tqdm import tqdm
 
-from jmrn.config import load_params, section
-from jmrn.heatmaps import Grid
+from jmrn.config import heatmap_options, load_params, section
 from jmrn.heatmaps_file import build_heatmaps
 from jmrn.io import write_json
 
 params = load_params()
 name = params["dataset"]
-settings, clips = section(params, "heatmap"), section(params, "clips")
-grid = Grid(height=settings["height"], width=settings["width"], sigma=settings["sigma"],
-            truncate=settings["truncate"], min_conf=settings["min_conf"])  # fmt: skip
-if clips["clip_len"] < settings["channels"]:
+options, clips = heatmap_options(params), section(params, "clips")
+if clips["clip_len"] < options["channels"]:
     raise ValueError(f"clips.clip_len ({clips['clip_len']}) must be at least heatmap.channels "
-                     f"({settings['channels']})")  # fmt: skip
+                     f"({options['channels']})")  # fmt: skip
 with tqdm(desc=f"clip heatmaps {name}", unit="clip") as bar:
-    summary = build_heatmaps(f"data/{name}/keypoints.h5", f"data/{name}/clips/heatmaps.h5", grid,
-                             channels=settings["channels"],
-                             discretisation=settings["discretisation"], dtype=settings["dtype"],
-                             clips=(clips["clip_len"], clips["stride"]),
+    summary = build_heatmaps(f"data/{name}/keypoints.h5", f"data/{name}/clips/heatmaps.h5",
+                             **options, clips=(clips["clip_len"], clips["stride"]),
                              n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
 write_json(f"reports/{name}/clip_heatmaps.json",
            {**summary, "clip_len": clips["clip_len"], "stride": clips["stride"]})  # fmt: skip

@@ -26,7 +26,8 @@ from jmrn.logits_file import Logits
 # Only the network size, the grid and the epochs change: the rest is the preset's.
 TINY = {"heatmap": {"height": 24, "width": 32},
         "model": {"c_dim": 4, "widths": [8, 16], "head_width": 16, "dropout": 0.0},
-        "train": {"epochs": 2, "batch_size": 16, "crop": [24, 32], "eval_every": 1}}  # fmt: skip
+        "train": {"epochs": 2, "batch_size": 16, "crop": [24, 32], "eval_every": 1},
+        "clips": {"epochs": 2}, "ranker": {"epochs": 2}}  # fmt: skip
 KINETICS_NAMES = ["waving hand", "clapping", "jumping jacks", "squat", "kicking field goal",
                   "walking the dog", "high jump", "punching bag", "bowling", "arm wrestling"]
 
@@ -57,6 +58,8 @@ def run_stages(root: Path, *stages: str) -> str:
     return out
 
 
+CLIP_STAGES = ("stages/clip_heatmaps.py", "stages/clip_train.py", "stages/clip_logits.py",
+               "stages/clip_select.py")  # fmt: skip
 PIPELINE = ("stages/ingest.py", "stages/heatmaps.py", "stages/train.py jmrn",
             "stages/logits.py jmrn")  # fmt: skip
 
@@ -285,11 +288,12 @@ def test_charades_malformed_rows(tmp_path, data):
 
 def test_ava_one_sample_per_person_box_with_context_to_fusion(tmp_path, data):
     raw = tmp_path / "raw"
-    written = synthetic_formats.write_ava(data, raw)
-    root = make_project(tmp_path, "ava", {"image_size": [240, 320], "fps": 10,
-                                          "start_second": 901}, raw_dir=str(raw))  # fmt: skip
+    # 30 fps, frame 0 at second 901.6: the keyframe is frame 12, its 1-s clip frames 0-27
+    written = synthetic_formats.write_ava(data, raw, fps=30, start_second=901.6)
+    root = make_project(tmp_path, "ava", {"image_size": [240, 320], "fps": 30,
+                                          "start_second": 901.6}, raw_dir=str(raw))  # fmt: skip
     run_stages(root, *PIPELINE, "stages/train.py potion", "stages/logits.py potion",
-               "stages/fusion.py")
+               "stages/fusion.py", *CLIP_STAGES)
     report = json.loads((root / "reports/ava/ingest.json").read_text())
     assert report["format"] == "ava_csv" and report["classes"] == 10
     # every written detection scoring >= 0.8 is a sample (the weak 0.3 boxes are counted)
@@ -337,3 +341,9 @@ def test_ava_one_sample_per_person_box_with_context_to_fusion(tmp_path, data):
     fusion_report = json.loads((root / "reports/ava/fusion.json").read_text())
     assert fusion_report["detected"]["fused"]["detected_boxes"] == strong
     assert fusion_report["detected"]["fused"]["num_ground_truth"] == len(truth)
+    # clips: 8-frame sub-windows of each box's crop, with context, and the selection table
+    with HeatmapsFile(root / "data/ava/clips/heatmaps.h5") as cf:
+        assert cf.unit == "clip" and cf.heatmaps.shape[1] == 6
+        assert int(cf.file.attrs["clip_len"]) == 8 and len(cf) > 2 * report["kept"]
+    selection = json.loads((root / "metrics/ava/clips/selection.json").read_text())
+    assert selection["metric"] == "mAP" and selection["k"] == 2 and selection["ranker_trained"]
