@@ -23,7 +23,7 @@ heatmaps stage crops to it.
 Detected boxes: with a person-detection pickle (``{"<video>,<timestamp>": (N, 5) [x1, y1, x2,
 y2, score]}``, SlowFast's), every detection of a val keyframe scoring at least
 ``proposal_min_score`` becomes an unlabelled sample of split ``val_detected``, id
-``<video>,<timestamp>,<box>,det``, read exactly like an annotated box; ``jmrn.ava_detected``
+``<video>,<timestamp>,<box>,det``, read exactly like an annotated box; ``jmrn.ava_eval``
 scores them with the official frame-mAP at IoU 0.5 against the val CSV.
 
 Options: ``image_size`` ([H, W] of the frames OpenPose saw; required), ``fps`` (30),

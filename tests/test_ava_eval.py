@@ -1,5 +1,5 @@
-"""AVA on detected boxes: the official frame-mAP of per-box logits against the raw val CSV,
-on a case worked by hand, and the official detections CSV agreeing with it."""
+"""AVA as the official evaluator scores it: the frame-mAP of per-box logits against the raw
+val CSV, on a case worked by hand, and the official detections CSV agreeing with it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT
 
-from jmrn.ava_detected import evaluate, write_detections_csv
+from jmrn.ava_eval import evaluate, official_frame_map, write_detections_csv
 from jmrn.ava_metrics import frame_map
 from jmrn.logits_file import write_logits
 from jmrn.readers.ava import sample_id
@@ -51,7 +51,7 @@ def test_frame_map_on_detected_boxes_by_hand(raw):
     result = evaluate(IDS, {"jmrn": LOGITS}, raw, {})["jmrn"]
     assert result["per_class_ap"] == pytest.approx(EXPECTED)
     assert result["mAP"] == pytest.approx(0.5)
-    assert result["num_ground_truth"] == 4 and result["detected_boxes"] == 4
+    assert result["num_ground_truth"] == 4 and result["scored_boxes"] == 4
     assert result["num_detections"] == 6  # the excluded keyframe's rows are dropped
     # a looser IoU threshold changes nothing here; a stricter one loses d1 (IoU 0.95)
     strict = evaluate(IDS, {"m": LOGITS}, raw, {}, iou_threshold=0.96)["m"]
@@ -79,10 +79,21 @@ def test_command_line(raw, tmp_path):
                  params_hash="h", class_names=["stand", "talk"], multi_label=True,
                  video_ids=IDS, logits=LOGITS, features=None, labels=np.zeros((4, 2), bool),
                  splits={"val_detected": np.arange(4)})  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "jmrn.ava_detected", "jmrn", "--csv", "d.csv"],
+    proc = subprocess.run([sys.executable, "-m", "jmrn.ava_eval", "jmrn", "--csv", "d.csv"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    expected = "frame-mAP@0.5 0.5000 over 2 classes, 4 detected boxes, 4 ground-truth rows"
+    expected = ("val_detected: frame-mAP@0.5 0.5000 over 2 classes, 4 boxes, 4 ground-truth "
+                "rows")
     assert expected in proc.stdout
     assert len((tmp_path / "d.csv").read_text().splitlines()) == 8
+
+
+def test_official_frame_map_per_role(raw):
+    """The fusion stage's call: roles whose split was scored, every model of each."""
+    scores = {"val_detected": {"video_ids": IDS, "jmrn": LOGITS, "fused": LOGITS * 2}}
+    metrics, details = official_frame_map(
+        scores, {"annotated_boxes": "val", "detected_boxes": "val_detected"}, raw, {})
+    assert list(metrics) == ["detected_boxes"]  # "val" was not scored: left out
+    assert metrics["detected_boxes"] == pytest.approx({"jmrn": 0.5, "fused": 0.5})
+    assert details["detected_boxes"]["jmrn"]["per_class_ap"] == pytest.approx(EXPECTED)

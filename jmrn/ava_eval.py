@@ -1,14 +1,18 @@
-"""AVA scored on detected person boxes: the official frame-mAP at IoU 0.5 of a model's scores
-on the ``val_detected`` samples (one per detected box, ``jmrn.readers.ava``) against the
-annotated boxes of the val CSV, as ActivityNet's ``get_ava_performance.py`` computes it.
+"""AVA scored as the official evaluator scores it: the frame-mAP at IoU 0.5 of ActivityNet's
+``get_ava_performance.py`` (``jmrn.ava_metrics.frame_map``) of a model's per-box scores
+against the annotated boxes of the raw val CSV.
 
-Every detected box is scored for every class: its row of logits through a sigmoid. The
-ground truth is read from the raw files with the reader's rules (action list, excluded
-timestamps, counted bad rows), including the annotated boxes that ingest skipped for want of
-a pose: a box the pipeline cannot see still counts as a miss, as it would for the official
-evaluator. A detected box that ingest skipped has no scores, so it is simply not detected.
+Two sets of boxes are scored: the annotated boxes themselves (split ``val``: each is a
+sample) and, where a person-detection pickle was ingested, the detected boxes (split
+``val_detected``, ``jmrn.readers.ava``). Every box is scored for every class: its row of
+logits through a sigmoid, at most 50 rows per keyframe kept (the official cap). The ground
+truth is read from the raw files with the reader's rules (action list, excluded timestamps,
+counted bad rows), including the annotated boxes that ingest skipped for want of a pose: a
+box the pipeline cannot see counts as a miss, as it would for the official evaluator. So on
+the annotated boxes this is at most the training metric (per-class AP over the boxes ingest
+kept, no cap), and equal to it when nothing was skipped and the cap removes nothing.
 
-    python -m jmrn.ava_detected jmrn --csv detections.csv
+    python -m jmrn.ava_eval jmrn [--split val|val_detected] [--csv detections.csv]
 
 prints the frame-mAP of ``data/<dataset>/logits/jmrn.h5`` and writes its detections in the
 official CSV form (``video_id, timestamp, x1, y1, x2, y2, action_id, score``), the input of
@@ -46,12 +50,12 @@ def scored_boxes(
 def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
              raw_dir: str | Path, options: dict, *, iou_threshold: float = 0.5,
              max_detections_per_image: int | None = OFFICIAL_MAX_DETECTIONS) -> dict:  # fmt: skip
-    """Frame-mAP of the detected boxes ``sample_ids`` under each named (N, K) logits array,
-    against the val annotations of ``raw_dir`` (read with the dataset's ``source``
-    ``options``).
+    """Frame-mAP of the boxes ``sample_ids`` (annotated or detected) under each named (N, K)
+    logits array, against the val annotations of ``raw_dir`` (read with the dataset's
+    ``source`` ``options``).
 
     Returns, per name, the :func:`jmrn.ava_metrics.frame_map` summary with ``per_class_ap``
-    keyed by class name, the IoU threshold and the number of detected boxes scored.
+    keyed by class name, the IoU threshold and the number of boxes scored.
     """
     actions = ava.action_list(Path(raw_dir), options)
     truth, excluded = ava.annotations(Path(raw_dir), actions, "val")
@@ -77,7 +81,7 @@ def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
                                   iou_threshold=iou_threshold,
                                   max_detections_per_image=max_detections_per_image)  # fmt: skip
         result["per_class_ap"] = {names[a]: ap for a, ap in result["per_class_ap"].items()}
-        out[name] = {**result, "detected_boxes": len(sample_ids), "iou_threshold": iou_threshold}
+        out[name] = {**result, "scored_boxes": len(sample_ids), "iou_threshold": iou_threshold}
     return out
 
 
@@ -93,10 +97,28 @@ def write_detections_csv(path: str | Path, sample_ids: list[str], logits: np.nda
                                                                       strict=True))  # fmt: skip
 
 
+def official_frame_map(scores: dict[str, dict], roles: dict[str, str | None],
+                       raw_dir: str | Path, options: dict) -> tuple[dict, dict]:  # fmt: skip
+    """The fusion stage's AVA evaluation: for each role (``annotated_boxes``,
+    ``detected_boxes``) whose split was scored (``scores[split]`` = {"video_ids": ids,
+    model: logits, ...}, as ``jmrn.fusion.run_fusion`` returns it), the frame-mAP of every
+    model. Returns ({role: {model: mAP}}, {role: {model: full summary}})."""
+    metrics, details = {}, {}
+    for role, split in roles.items():
+        if split is None or split not in scores:
+            continue
+        named = dict(scores[split])
+        details[role] = evaluate(named.pop("video_ids"), named, raw_dir, options)
+        metrics[role] = {m: r["mAP"] for m, r in details[role].items()}
+    return metrics, details
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a logits file's model name (jmrn, potion) or its path")
-    parser.add_argument("--csv", help="also write the detections in the official CSV form")
+    parser.add_argument("--split", default=None, help=f"the boxes to score: val (annotated) or "
+                        f"{ava.DETECTED_SPLIT} (detected; the default when the file has it)")
+    parser.add_argument("--csv", help="also write the scored boxes in the official CSV form")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -105,18 +127,20 @@ def main() -> None:
     if not path.suffix:
         path = Path(f"data/{params['dataset']}/logits/{args.model}.h5")
     logits = Logits(path)
-    if ava.DETECTED_SPLIT not in logits.splits:
-        raise SystemExit(f"{path} has no split {ava.DETECTED_SPLIT!r}: put a person-detection "
-                         "pickle in the raw folder (source.proposals) and re-run ingest")
-    rows = logits.splits[ava.DETECTED_SPLIT]
+    split = args.split or (ava.DETECTED_SPLIT if ava.DETECTED_SPLIT in logits.splits else "val")
+    if split not in logits.splits:
+        hint = (": put a person-detection pickle in the raw folder (source.proposals) and "
+                "re-run ingest" if split == ava.DETECTED_SPLIT else "")
+        raise SystemExit(f"{path} has no split {split!r}{hint}")
+    rows = logits.splits[split]
     ids = [logits.video_ids[i] for i in rows]
     source = block.get("source") or {}
     result = evaluate(ids, {logits.model: logits.logits[rows]}, block["raw_dir"],
                       source)[logits.model]  # fmt: skip
     value = "undefined" if result["mAP"] is None else f"{result['mAP']:.4f}"
-    print(f"{path}: frame-mAP@{result['iou_threshold']} {value} over "
-          f"{result['num_classes_evaluated']} classes, {result['detected_boxes']} detected "
-          f"boxes, {result['num_ground_truth']} ground-truth rows")  # fmt: skip
+    print(f"{path} {split}: frame-mAP@{result['iou_threshold']} {value} over "
+          f"{result['num_classes_evaluated']} classes, {result['scored_boxes']} boxes, "
+          f"{result['num_ground_truth']} ground-truth rows")  # fmt: skip
     if args.csv:
         actions = ava.action_list(Path(block["raw_dir"]), source)
         write_detections_csv(args.csv, ids, logits.logits[rows], [a for a, _ in actions])
