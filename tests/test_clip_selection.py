@@ -344,39 +344,36 @@ def _clip_files(tmp_path, videos=60, clips=6, classes=3):
     return tmp_path / "clips.h5", tmp_path / "rgb.h5"
 
 
-def test_run_clip_selection_ranker_finds_the_salient_clips(tmp_path):
+RANKER = {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "epochs": 40,
+          "batch_pairs": 16, "random_repeats": 5, "seed": 0}  # fmt: skip
+
+
+def _select(clips_path, k: int, classifier_path=None) -> dict:
     from jmrn.clip_selection import run_clip_selection
     from jmrn.logits_file import Logits
 
-    clips_path, external_path = _clip_files(tmp_path)
-    settings = {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "epochs": 40,
-                "batch_pairs": 16, "random_repeats": 5, "seed": 0}  # fmt: skip
     own = Logits(clips_path)
-    result = run_clip_selection(own, own, train_split="train", test_split="test", k=1,
-                                ranker_settings=settings)  # fmt: skip
-    table = result["metrics"]
+    classifier = Logits(classifier_path) if classifier_path else own
+    return run_clip_selection(own, classifier, train_split="train", test_split="test", k=k,
+                              ranker_settings=RANKER)  # fmt: skip
+
+
+def test_run_clip_selection_ranker_finds_the_salient_clips(tmp_path):
+    clips_path, external_path = _clip_files(tmp_path)
+    table = _select(clips_path, k=1)["metrics"]
     assert table["ranker_oracle_overlap"] >= 0.9
     top1 = {m: v["average"]["top1"] for m, v in table["methods"].items()}
     assert top1["ranker"] >= 0.9 and top1["ranker"] > top1["random"] + 0.3
     assert table["train"] == {"videos": 30, "clips": 180, "oracle_clips": 30}
     # the same classifier as an external file, rows in another order: the same table
-    external = run_clip_selection(own, Logits(external_path), train_split="train",
-                                  test_split="test", k=1, ranker_settings=settings)  # fmt: skip
-    assert external["metrics"] == table
+    assert _select(clips_path, k=1, classifier_path=external_path)["metrics"] == table
 
 
 def test_videos_with_at_most_k_clips_skip_the_ranker_and_equal_dense(tmp_path):
     """Short videos (each of 6 clips, K = 6): nothing to select, nothing for the ranker to
     learn; the table is still defined, every method is Dense, and the skip says why."""
-    from jmrn.clip_selection import run_clip_selection
-    from jmrn.logits_file import Logits
-
     clips_path, _ = _clip_files(tmp_path)
-    settings = {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "epochs": 5,
-                "batch_pairs": 16, "random_repeats": 3, "seed": 0}  # fmt: skip
-    own = Logits(clips_path)
-    result = run_clip_selection(own, own, train_split="train", test_split="test", k=6,
-                                ranker_settings=settings)  # fmt: skip
+    result = _select(clips_path, k=6)
     table = result["metrics"]
     assert result["ranker"] is None and result["losses"] == []
     assert "no training video has more than K = 6 clips" in result["ranker_skipped"]
@@ -387,8 +384,7 @@ def test_videos_with_at_most_k_clips_skip_the_ranker_and_equal_dense(tmp_path):
     for method in ("random", "uniform", "empirical", "oracle"):
         assert table["methods"][method]["average"]["top1"] == dense
         assert table["methods"][method]["clips_used"] == 1.0
-    trained = run_clip_selection(own, own, train_split="train", test_split="test", k=5,
-                                 ranker_settings=settings)  # fmt: skip
+    trained = _select(clips_path, k=5)
     assert trained["ranker"] is not None and trained["ranker_skipped"] is None
     assert trained["metrics"]["ranker_trained"] is True
     assert trained["metrics"]["videos_with_more_than_k_clips"] == {"train": 30, "test": 30}
