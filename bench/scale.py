@@ -500,8 +500,9 @@ def projection(fmt: str, runs: list[dict], full_size: dict | None, listing: dict
                                  / 60}  # fmt: skip
         if stage == "heatmaps" and long_video and fmt == "charades_csv":
             # the rendering alone at the real length's per-frame speed (one core each), on
-            # every worker: a lower bound, as the main process's per-video work (HDF5 write,
-            # count_nonzero) shares the cores; the stage's frames/s above is the upper one
+            # every worker: a lower bound, as the workers also compress their rows and the
+            # main process copies them into the file; the stage's frames/s above is the upper
+            # one
             fps = long_video["real_length"]["frames_per_second"] * run["workers"]
             p["render_only_minutes_at_real_length"] = frames / fps / 60
         if stage == "ingest" and listing and fmt == "ava_csv":
@@ -645,8 +646,9 @@ def main() -> None:
                                  "videos.",
             "heatmaps_memory": "build_heatmaps renders chunks of 16 rows in waves of 4 chunks "
                                "per worker, and its main process receives a whole wave at once "
-                               "(8 chunks on 2 workers: ~74 MiB of float16 for Charades at "
-                               "64x86, ~110 MiB for AVA's 6 channels at 64x64), so peaks are "
+                               "(8 chunks on 2 workers, already lzf-compressed by the workers: "
+                               "at most ~74 MiB of float16 for Charades at 64x86, ~110 MiB for "
+                               "AVA's 6 channels at 64x64, before compression), so peaks are "
                                "set by the wave, not by N. Peaks can still rise between small "
                                "runs and then level off: a separate check (bench/heatmaps.py's "
                                "random videos, 64x86, 300 / 1200 / 4800 videos: 415 / 552 / 555 "
