@@ -13,13 +13,15 @@ Policy for bad input (documented in the README):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsWriter
-from jmrn.layouts import convert, get_layout
+from jmrn.layouts import Layout, convert, get_layout
 from jmrn.parallel import ordered_map
 from jmrn.readers import detect_format, get_reader
 from jmrn.records import ReadError, Skipped, Video, check_video
@@ -30,6 +32,23 @@ def _reason_kind(reason: str) -> str:
     for stop in (" (", ":", "["):
         reason = reason.split(stop)[0]
     return reason.strip()
+
+
+def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], source: Layout,
+                  target: Layout, num_classes: int, multi_label: bool,
+                  min_frames: int) -> Video | Skipped:  # fmt: skip
+    """Worker: read one video, validate it and convert it to the target layout, so that the
+    main process only checks ids and writes."""
+    item = load(entry)
+    if isinstance(item, Video):
+        item = check_video(item, source.num_joints, num_classes, multi_label)
+    if isinstance(item, Video) and item.keypoints.shape[0] < min_frames:
+        item = Skipped(item.video_id, item.source,
+                       f"too short ({item.keypoints.shape[0]} frames, min_frames is "
+                       f"{min_frames})")  # fmt: skip
+    if isinstance(item, Video):
+        item.keypoints = convert(item.keypoints, source, target)
+    return item
 
 
 def ingest(
@@ -71,7 +90,10 @@ def ingest(
                         f"{source.name!r} layout of the raw files") from err  # fmt: skip
     num_classes = len(index.class_names)
 
-    loaded = ordered_map(reader.load, index.entries, n_jobs if index.parallel else 1,
+    load = partial(_load_checked, load=reader.load, source=source, target=target,
+                   num_classes=num_classes, multi_label=index.multi_label,
+                   min_frames=min_frames)  # fmt: skip
+    loaded = ordered_map(load, index.entries, n_jobs if index.parallel else 1,
                          tasks_per_worker=64)  # fmt: skip
 
     kept_ids: dict[str, int] = {}
@@ -85,18 +107,11 @@ def ingest(
             for item in loaded:
                 if progress is not None:
                     progress(1)
-                if isinstance(item, Video):
-                    item = check_video(item, source.num_joints, num_classes, index.multi_label)
-                if isinstance(item, Video) and item.keypoints.shape[0] < min_frames:
-                    item = Skipped(item.video_id, item.source,
-                                   f"too short ({item.keypoints.shape[0]} frames, "
-                                   f"min_frames is {min_frames})")  # fmt: skip
                 if isinstance(item, Video) and item.video_id in kept_ids:
                     item = Skipped(item.video_id, item.source, "duplicate video id")
                 if isinstance(item, Skipped):
                     skipped.append(item)
                     continue
-                item.keypoints = convert(item.keypoints, source, target)
                 kept_ids[item.video_id] = len(kept_ids)
                 per_class[list(item.labels)] += 1
                 writer.add(item)
