@@ -96,6 +96,19 @@ def test_a_box_no_pose_matches_and_a_missing_clip_are_counted_skips(tmp_path):
     assert reasons[2] == "no OpenPose frame files for this video"
 
 
+def test_damaged_frame_files_skip_the_box_with_the_openpose_readers_reasons(tmp_path):
+    raw = fixture(tmp_path / "raw", "mv,0902,0.100,0.2,0.300,0.8,12,0\n"
+                                    "mv2,0902,0.100,0.2,0.300,0.8,12,0\n")  # fmt: skip
+    write_frames(raw, "mv", {n: [person_at(40, 50)] for n in (19, 20, 21)})
+    write_frames(raw, "mv2", {n: [person_at(40, 50)] for n in (19, 20, 21)})
+    index = ava.index(raw, OPTIONS)
+    (raw / "openpose/mv/mv_000000000020_keypoints.json").write_text("[]")  # not an object
+    (raw / "openpose/mv2/copy_20_keypoints.json").write_text('{"people": []}')  # frame 20 twice
+    reasons = [ava.load(e).reason for e in index.entries]
+    assert reasons == ["mv_000000000020_keypoints.json has no 'people' list",
+                       "two frame files have the same frame number"]  # fmt: skip
+
+
 def test_malformed_annotations_are_errors_or_counted_rows(tmp_path):
     rows = ("mv,0902,0.300,0.2,0.100,0.8,12,0\n"   # x2 < x1: counted
             "mv,0902,0.100,0.2,0.300,0.8,55,0\n"   # an action id outside the list: counted

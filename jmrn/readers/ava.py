@@ -36,7 +36,6 @@ name, none if there is none; a file name; null: no detected boxes), ``proposal_m
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -153,14 +152,12 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
 
 
 @lru_cache(maxsize=8)
-def _frame_files(folder: str) -> dict[int, Path]:
-    """Frame number -> file of an OpenPose folder (listed once per worker and video)."""
-    out = {}
-    for path in Path(folder).glob("*" + openpose.FRAME_SUFFIX):
-        match = openpose.FRAME_NUMBER.search(path.name[: -len(openpose.FRAME_SUFFIX)])
-        if match:
-            out[int(match.group(1))] = path
-    return out
+def _frame_files(folder: str) -> dict[int, Path] | str:
+    """Frame number -> file of an OpenPose folder, or why its files cannot be used (listed
+    once per worker and video: a movie's folder holds ~27,000 files)."""
+    files = openpose._frame_files(Path(folder))
+    numbers = openpose.frame_numbers(files)
+    return numbers if isinstance(numbers, str) else dict(zip(numbers, files, strict=True))
 
 
 def load(entry: dict) -> Video | Skipped:
@@ -170,6 +167,8 @@ def load(entry: dict) -> Video | Skipped:
         return Skipped(video_id, folder, reason)
 
     files = _frame_files(folder)
+    if isinstance(files, str):
+        return skip(files)
     if not files:
         return skip("no OpenPose frame files for this video")
     centre = (entry["second"] - entry["start_second"]) * entry["fps"]
@@ -182,28 +181,20 @@ def load(entry: dict) -> Video | Skipped:
     height, width = entry["image_size"]
     x1, y1, x2, y2 = np.multiply(entry["box"], (width, height, width, height))
     joints = entry["values"] // 3
-    frames = []
+    frames = []  # (P, V, 3) poses of every frame of the clip; none where a file is missing
     for number in numbers:
-        people = []
+        people = np.zeros((0, joints, 3), np.float32)
         if number in files:
-            try:
-                data = json.loads(files[number].read_text())
-            except (OSError, ValueError) as error:
-                return skip(f"cannot parse {files[number].name} ({error})")
-            for person in data.get("people") or []:
-                values = openpose.person_values(person)
-                if not isinstance(values, list) or len(values) != entry["values"]:
-                    return skip(f"{files[number].name}: a person without {entry['values']} "
-                                "values")  # fmt: skip
-                people.append(np.asarray(values, np.float32).reshape(joints, 3))
+            people = openpose.read_people(files[number], entry)
+            if isinstance(people, str):
+                return skip(people)
         frames.append(people)
     persons = max(len(p) for p in frames) + 1  # room for an empty actor slot
     keypoints = np.zeros((len(frames), persons, joints, 3), np.float32)
     found = False
-    for t, people in enumerate(frames):
-        if not people:
+    for t, pose in enumerate(frames):
+        if not len(pose):
             continue
-        pose = np.stack(people)  # (P, V, 3)
         seen = pose[..., 2] > 0
         inside = seen & (pose[..., 0] >= x1) & (pose[..., 0] <= x2) & \
             (pose[..., 1] >= y1) & (pose[..., 1] <= y2)  # fmt: skip

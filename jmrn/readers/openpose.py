@@ -81,6 +81,48 @@ def _frame_files(video_dir: Path) -> list[Path]:
     return sorted(video_dir.glob("*" + FRAME_SUFFIX))
 
 
+def frame_numbers(files: list[Path]) -> list[int] | str:
+    """The frame number of each frame file (its last digits before the suffix), or why the
+    files cannot be used."""
+    numbers = []
+    for path in files:
+        match = FRAME_NUMBER.search(path.name[: -len(FRAME_SUFFIX)])
+        if match is None:
+            return f"{path.name}: no frame number before {FRAME_SUFFIX}"
+        numbers.append(int(match.group(1)))
+    if len(set(numbers)) != len(numbers):
+        return "two frame files have the same frame number"
+    return numbers
+
+
+def read_people(path: Path, entry: dict) -> np.ndarray | str:
+    """(P, V, 3) float32 poses of one frame file, checked against the entry's layout
+    (``entry["values"]`` per person), or why the file cannot be used. Shared by every reader
+    of OpenPose output."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
+        return f"cannot parse {path.name} ({type(error).__name__}: {error})"
+    people = data.get("people") if isinstance(data, dict) else None
+    if not isinstance(people, list):
+        return f"{path.name} has no 'people' list"
+    values = []
+    for k, person in enumerate(people):
+        flat = person_values(person)
+        if not isinstance(flat, list):
+            return f"{path.name}: person {k} has no pose_keypoints_2d list"
+        if len(flat) != entry["values"]:
+            found = LAYOUT_BY_VALUES.get(len(flat), "no known layout")
+            return (f"{path.name}: person {k} has {len(flat)} values ({found}), the "
+                    f"dataset's layout {entry['layout']} has {entry['values']}")  # fmt: skip
+        values.append(flat)
+    try:
+        poses = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        return f"{path.name}: non-numeric keypoint values ({error})"
+    return poses.reshape(len(values), entry["values"] // 3, 3)
+
+
 def detect_layout(entries: list[dict]) -> str:
     """Layout from the first person found, opening as few frame files as possible."""
     opened = 0
@@ -183,39 +225,17 @@ def load(entry: dict) -> Video | Skipped:
     files = _frame_files(Path(source))
     if not files:
         return skip(f"no *{FRAME_SUFFIX} frame files in the video folder")
-    numbers = []
-    for path in files:
-        match = FRAME_NUMBER.search(path.name[: -len(FRAME_SUFFIX)])
-        if match is None:
-            return skip(f"{path.name}: no frame number before {FRAME_SUFFIX}")
-        numbers.append(int(match.group(1)))
-    if len(set(numbers)) != len(numbers):
-        return skip("two frame files have the same frame number")
-    frame_of, values = [], []
+    numbers = frame_numbers(files)
+    if isinstance(numbers, str):
+        return skip(numbers)
+    frame_of, poses = [], []
     for number, path in zip(numbers, files, strict=True):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
-            return skip(f"cannot parse {path.name} ({type(error).__name__}: {error})")
-        people = data.get("people") if isinstance(data, dict) else None
-        if not isinstance(people, list):
-            return skip(f"{path.name} has no 'people' list")
-        for k, person in enumerate(people):
-            flat = person_values(person)
-            if not isinstance(flat, list):
-                return skip(f"{path.name}: person {k} has no pose_keypoints_2d list")
-            if len(flat) != entry["values"]:
-                found = LAYOUT_BY_VALUES.get(len(flat), "no known layout")
-                return skip(f"{path.name}: person {k} has {len(flat)} values "
-                            f"({found}), the dataset's layout {entry['layout']} has "
-                            f"{entry['values']}")  # fmt: skip
-            values.append(flat)
+        people = read_people(path, entry)
+        if isinstance(people, str):
+            return skip(people)
+        poses.append(people)
         frame_of += [number] * len(people)
-    try:
-        persons = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        return skip(f"non-numeric keypoint values ({error})")
-    persons = persons.reshape(len(values), entry["values"] // 3, 3)
+    persons = np.concatenate(poses)
     first = min(numbers)
     if max(numbers) - first + 1 > MAX_FRAME_SPAN:
         return skip(f"frame numbers {first}..{max(numbers)} span more than {MAX_FRAME_SPAN} frames")
