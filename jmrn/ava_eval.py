@@ -34,17 +34,20 @@ from jmrn.logits_file import Logits
 from jmrn.readers import ava
 
 
-def scored_boxes(
-    sample_ids: list[str], logits: np.ndarray, num_classes: int
-) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
-    """(video, timestamp) and (N, 4) box of every sample id, and the (N, K) class scores."""
-    logits = np.asarray(logits, np.float64)
-    if logits.shape != (len(sample_ids), num_classes):
-        raise ValueError(f"logits {logits.shape} for {len(sample_ids)} boxes and "
-                         f"{num_classes} classes")  # fmt: skip
+def parse_boxes(sample_ids: list[str]) -> tuple[list[tuple[str, int]], np.ndarray]:
+    """(video, timestamp) and the (N, 4) normalised box of every sample id."""
     parsed = [ava.parse_sample_id(s) for s in sample_ids]
     boxes = np.array([box for *_, box in parsed], np.float64).reshape(-1, 4)
-    return [(video, second) for video, second, _ in parsed], boxes, 1.0 / (1.0 + np.exp(-logits))
+    return [(video, second) for video, second, _ in parsed], boxes
+
+
+def box_scores(logits: np.ndarray, num_boxes: int, num_classes: int) -> np.ndarray:
+    """(N, K) class scores of the boxes: their logits through a sigmoid."""
+    logits = np.asarray(logits, np.float64)
+    if logits.shape != (num_boxes, num_classes):
+        raise ValueError(f"logits {logits.shape} for {num_boxes} boxes and {num_classes} "
+                         "classes")  # fmt: skip
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
@@ -68,16 +71,17 @@ def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
     counts = [len(labels) for labels in labels_per_box]
     g_box = np.repeat(np.array(truth.boxes, np.float64).reshape(-1, 4), counts, 0)
     g_cls = np.array([action_ids[k] for labels in labels_per_box for k in labels], np.int64)
+    # every box is a detection row for every class; only the scores differ between models
+    keys, boxes = parse_boxes(sample_ids)
+    k = len(action_ids)
+    d_img = np.repeat(np.array([codes.setdefault(key, len(codes)) for key in keys], np.int64), k)
+    d_box, d_cls = np.repeat(boxes, k, 0), np.tile(np.asarray(action_ids, np.int64), len(keys))
+    e_img = np.array([codes[key] for key in excluded if key in codes], np.int64)
     names, out = dict(actions), {}
     for name, logits in scores_by_name.items():
-        keys, boxes, scores = scored_boxes(sample_ids, logits, len(action_ids))
-        k = len(action_ids)  # every box is a detection row for every class
-        d_img = np.repeat(np.array([codes.setdefault(key, len(codes)) for key in keys],
-                                   np.int64), k)  # fmt: skip
-        d_cls = np.tile(np.asarray(action_ids, np.int64), len(keys))
-        e_img = np.array([codes[key] for key in excluded if key in codes], np.int64)
-        result = frame_map_arrays(g_img, g_box, g_cls, d_img, np.repeat(boxes, k, 0), d_cls,
-                                  scores.ravel(), action_ids, excluded_images=e_img,
+        scores = box_scores(logits, len(keys), k)
+        result = frame_map_arrays(g_img, g_box, g_cls, d_img, d_box, d_cls, scores.ravel(),
+                                  action_ids, excluded_images=e_img,
                                   iou_threshold=iou_threshold,
                                   max_detections_per_image=max_detections_per_image)  # fmt: skip
         result["per_class_ap"] = {names[a]: ap for a, ap in result["per_class_ap"].items()}
@@ -88,7 +92,8 @@ def evaluate(sample_ids: list[str], scores_by_name: dict[str, np.ndarray],
 def write_detections_csv(path: str | Path, sample_ids: list[str], logits: np.ndarray,
                          action_ids: list[int]) -> None:  # fmt: skip
     """The official detections CSV of scored boxes (atomically)."""
-    keys, boxes, scores = scored_boxes(sample_ids, logits, len(action_ids))
+    keys, boxes = parse_boxes(sample_ids)
+    scores = box_scores(logits, len(keys), len(action_ids))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         for (video, second), box, row in zip(keys, boxes, scores, strict=True):
