@@ -93,6 +93,12 @@ def clip_training_settings(params: dict) -> dict:
     return settings
 
 
+def average_precision(params: dict) -> str:
+    """The active dataset's multi-label AP, ``train.ap``: charades | voc (AVA). Single-label
+    datasets do not set it and never use it."""
+    return section(params, "train").get("ap", "charades")
+
+
 def heatmap_options(params: dict) -> dict:
     """``build_heatmaps``' keyword arguments from the resolved ``heatmap`` section: the grid,
     channels, discretisation, dtype, and the person-box crop with context where

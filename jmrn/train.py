@@ -181,6 +181,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
            checkpoint_path, metrics_path, per_class_path, plots_dir) -> dict:  # fmt: skip
     t_set, m_set, c_set, p_set = (settings[k] for k in ("train", "model", "contrastive", "paa"))
     seed = int(t_set["seed"])
+    ap = t_set.get("ap", "charades")  # the multi-label AP: charades | voc (AVA)
     torch.manual_seed(seed)
     with HeatmapsFile(heatmaps_path) as hf:
         class_names, joint_names = hf.class_names, hf.joint_names
@@ -282,7 +283,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         if evaluate_now:
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
                                           class_names, per_rank, loader_workers,
-                                          t_set.get("ap", "charades")))  # fmt: skip
+                                          ap))  # fmt: skip
             scheduler.step(record["val_loss"])
             best = state["best"]
             if best is None or record["val_metric"] > best["val_metric"]:
@@ -296,7 +297,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             print(_summary_line(record, epochs))
     return _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
                    settings, per_rank, loader_workers, rank, model_path, metrics_path,
-                   per_class_path, plots_dir, val_idx, extra_sets)  # fmt: skip
+                   per_class_path, plots_dir, val_idx, extra_sets, ap)  # fmt: skip
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
@@ -328,12 +329,11 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: 
 
 def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
             batch, workers, rank, model_path, metrics_path, per_class_path,
-            plots_dir, val_idx, extra_sets) -> dict:  # fmt: skip
+            plots_dir, val_idx, extra_sets, ap) -> dict:  # fmt: skip
     """Evaluate the selected weights on the test split and write every output (rank 0)."""
     best = state["best"]
     model.load_state_dict(best["model"])
     result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label)
-    ap = settings["train"].get("ap", "charades")
     test = score(result, multi_label, class_names, ap)
     history = state["history"]
     evaluated = [r for r in history if "test_metric" in r]

@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 
 from jmrn.clip_selection import run_clip_selection
-from jmrn.config import load_params, section, split_names
+from jmrn.config import average_precision, load_params, section, split_names
 from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.logits_file import Logits
 
@@ -31,7 +31,7 @@ else:
 result = run_clip_selection(jmrn_clips, classifier, train_split=splits["train"],
                             test_split=splits["test"], k=clips["k"],
                             ranker_settings=ranker,
-                            ap=section(params, "train").get("ap", "charades"))  # fmt: skip
+                            ap=average_precision(params))  # fmt: skip
 metrics = {"classifier": classifier.model, **result["metrics"]}
 write_json(f"metrics/{name}/clips/selection.json", metrics)
 write_json(f"reports/{name}/clips/selection.json",

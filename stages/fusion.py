@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from jmrn.ava_eval import official_frame_map
-from jmrn.config import dataset_block, load_params, section, split_names
+from jmrn.config import average_precision, dataset_block, load_params, section, split_names
 from jmrn.fusion import run_fusion
 from jmrn.io import write_json
 
@@ -22,7 +22,7 @@ ava = block["format"] == "ava_csv"
 result = run_fusion([Path(f"data/{name}/logits/jmrn.h5"), Path(f"data/{name}/logits/potion.h5"),
                      *external], train_split=splits["train"], test_split=splits["test"],
                     settings={**section(params, "fusion"),
-                              "ap": section(params, "train").get("ap", "charades")},
+                              "ap": average_precision(params)},
                     skipped_by_ingest=skipped,
                     score_splits=tuple(s for s in roles.values() if s) if ava else ())  # fmt: skip
 metrics, official = result["metrics"], {}
