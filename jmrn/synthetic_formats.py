@@ -205,6 +205,19 @@ def _flat_values(person: np.ndarray) -> list:
     return [v if v else 0 for v in person.ravel().tolist()]
 
 
+def _write_openpose_frames(folder: Path, video: str, kp: np.ndarray, present: np.ndarray,
+                           extra: dict | None = None) -> None:
+    """One OpenPose ``--write_json`` file per frame of ``kp`` (M, T, V, 3) in ``folder``,
+    compact JSON as OpenPose writes it, holding the persons ``present`` (M, T) in that frame
+    (with ``extra`` fields each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(kp.shape[1]):
+        people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(kp[m, t]), **(extra or {})}
+                  for m in np.flatnonzero(present[:, t])]  # fmt: skip
+        text = json.dumps({"version": 1.3, "people": people}, separators=(",", ":"))
+        (folder / f"{video}_{t:012d}_keypoints.json").write_text(text)
+
+
 def write_openpose_folders(
     data: dict,
     out_dir: str | Path,
@@ -241,14 +254,8 @@ def write_openpose_folders(
         kp[..., :2] = np.round(kp[..., :2], 3)
         present = (np.asarray(ann["keypoint_score"]) > 0).any(axis=-1)  # (M, T)
         video = str(ann["frame_dir"])
-        video_dir = out_dir / names[int(ann["label"])] / video
-        video_dir.mkdir(parents=True, exist_ok=True)
-        for t in range(kp.shape[1]):
-            people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(kp[m, t]),
-                       **{key: [] for key in _OPENPOSE_EMPTY}}
-                      for m in np.flatnonzero(present[:, t])]  # fmt: skip
-            text = json.dumps({"version": 1.3, "people": people}, separators=(",", ":"))
-            (video_dir / f"{video}_{t:012d}_keypoints.json").write_text(text)
+        _write_openpose_frames(out_dir / names[int(ann["label"])] / video, video, kp, present,
+                               {key: [] for key in _OPENPOSE_EMPTY})  # fmt: skip
         frame_files += kp.shape[1]
     if hmdb_splits > 0:
         write_hmdb_splits(data, out_dir / "splits", hmdb_splits, seed=seed, class_names=names,
@@ -485,15 +492,10 @@ def write_charades(data: dict, out_dir: str | Path, *, keypoints: str = "openpos
             writer.writerows(rows[split])
     if keypoints == "openpose":
         for ann in data["annotations"]:
-            folder = out_dir / "openpose" / str(ann["frame_dir"])
-            folder.mkdir(parents=True, exist_ok=True)
+            video = str(ann["frame_dir"])
             kp = openpose_keypoints(ann, OPENPOSE18.name)  # (M, T, 18, 3)
-            for t in range(kp.shape[1]):
-                people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(person)}
-                          for person in kp[:, t] if (person[:, 2] > 0).any()]  # fmt: skip
-                path = folder / f"{ann['frame_dir']}_{t:012d}_keypoints.json"
-                path.write_text(json.dumps({"version": 1.3, "people": people},
-                                           separators=(",", ":")))  # fmt: skip
+            _write_openpose_frames(out_dir / "openpose" / video, video, kp,
+                                   (kp[..., 2] > 0).any(axis=-1))  # fmt: skip
     elif keypoints == "pyskl":
         annotations = [{k: ann[k] for k in PYSKL_KEYS if k != "label"}
                        for ann in data["annotations"]]  # fmt: skip
@@ -543,13 +545,8 @@ def write_ava(data: dict, out_dir: str | Path, *, fps: float = 10, start_second:
     for ann in data["annotations"]:
         video = str(ann["frame_dir"])
         kp = openpose_keypoints(ann, OPENPOSE18.name)  # (M, T, 18, 3)
-        folder = out_dir / "openpose" / video
-        folder.mkdir(parents=True, exist_ok=True)
-        for t in range(kp.shape[1]):
-            people = [{"person_id": [-1], "pose_keypoints_2d": _flat_values(person)}
-                      for person in kp[:, t] if (person[:, 2] > 0).any()]  # fmt: skip
-            (folder / f"{video}_{t:012d}_keypoints.json").write_text(
-                json.dumps({"version": 1.3, "people": people}, separators=(",", ":")))
+        _write_openpose_frames(out_dir / "openpose" / video, video, kp,
+                               (kp[..., 2] > 0).any(axis=-1))  # fmt: skip
         actor = kp[0, centre]
         seen = actor[:, 2] > 0
         if not seen.any():
