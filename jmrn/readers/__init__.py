@@ -26,7 +26,7 @@ def detect_format(raw_dir: Path) -> str:
     """The format of a raw folder, for datasets released in several (``format: auto``): a
     ``joint_positions/`` folder is JHMDB, a ``.pkl`` a PYSKL pickle, ``<split>_label.json``
     files ST-GCN's Kinetics-skeleton, ``<class>/<video>/*_keypoints.json`` OpenPose,
-    ``Charades_v1_train.csv`` Charades."""
+    ``Charades_v1_train.csv`` Charades, ``ava_train_v2.x.csv`` AVA."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
@@ -45,8 +45,9 @@ def detect_format(raw_dir: Path) -> str:
             if next(video_dir.glob("*" + openpose.FRAME_SUFFIX), None) is not None:
                 return "openpose_json"
     raise ReadError(f"cannot tell the format of {raw_dir}: expected a PYSKL .pkl, OpenPose "
-                    "<class>/<video>/*_keypoints.json folders, ST-GCN <split>_label.json files "
-                    "or a JHMDB joint_positions/ folder; or set the dataset's format")
+                    "<class>/<video>/*_keypoints.json folders, ST-GCN <split>_label.json files, "
+                    "a JHMDB joint_positions/ folder, Charades_v1_train.csv or "
+                    "ava_train_v2.x.csv; or set the dataset's format")
 
 
 def get_reader(fmt: str) -> ModuleType:
