@@ -123,7 +123,7 @@ def test_the_whole_dag_runs_then_does_nothing(project):
 
 
 def test_a_fusion_param_reruns_only_fusion(project):
-    out = run(project, "dvc", "exp", "run", "-S", "fusion.lr=0.01")
+    out = run(project, "dvc", "exp", "run", "-S", "fusion.l2_penalty=0.01")
     assert ran(out) == {"fusion"}
     diff = json.loads(run(project, "dvc", "metrics", "diff", "--json"))
     assert "metrics/synthetic/fusion.json" in diff
