@@ -3,15 +3,23 @@ normalisation (method.md §3.1 steps 1-3; augmentation runs batched on the devic
 
 Decisions:
 * Model selection uses a validation split carved from the training split (``val_fraction``,
-  stratified by class, seeded); the test split is only reported (method.md §10.21).
+  stratified by class, seeded); the test split is only reported (method.md §10.21). Rows that
+  share a source are kept on one side: the clips of one video always, and where the preset
+  names a grouping (``train.val_group``, a regex over the video id) the clips of one YouTube
+  video (HMDB/JHMDB ``..._0``/``..._1``) or the keyframes of one AVA movie.
 * Crops: random at training, centre at evaluation (offset round((size - crop) / 2)). A map
   smaller than the crop is zero-padded to it, centred, instead of being resized (the authors'
   resize distorts the aspect ratio, §10.11).
+* Normalisation follows the crop, as in the authors' loader (§2.3): ``max`` divides each
+  (channel, joint) map by its maximum inside the crop. (heatmaps.h5's ``max_norm`` is the
+  full-grid maximum, kept for analysis; training does not use it.)
 * Random crop offsets come from a generator seeded by (seed, epoch, video index), so they are
   the same whatever the number of DataLoader workers (§10.10).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -51,6 +59,26 @@ def stratified_split(
     return keep, held_out
 
 
+def validation_groups(video_ids: list[str], pattern: str | None) -> np.ndarray | None:
+    """The source video (or movie) of every row, for a validation split that keeps it on one
+    side: the first capture group of ``pattern`` (``train.val_group``) matched against the id,
+    or the whole match if it has no group. Clip ids ("<video>#<k>") are matched by their
+    video's id. ``None`` when the dataset defines no grouping. An id the pattern does not match
+    is an error: a silently ungrouped row would leak its source video into validation.
+    """
+    if not pattern:
+        return None
+    regex = re.compile(pattern)
+    keys = []
+    for video_id in video_ids:
+        match = regex.search(video_id.rsplit("#", 1)[0])
+        if match is None:
+            raise ValueError(f"train.val_group {pattern!r} does not match video id {video_id!r}; "
+                             "fix the pattern or set train.val_group to null")  # fmt: skip
+        keys.append(match.group(1) if regex.groups else match.group(0))
+    return np.asarray(keys)
+
+
 def crop_offsets(size: int, crop: int, random: bool, rng: np.random.Generator) -> int:
     if size <= crop:
         return 0
@@ -75,7 +103,6 @@ class HeatmapDataset(Dataset):
         with HeatmapsFile(self.path) as hf:
             self.targets = hf.labels[self.indices].astype(np.float32)
             self.area_norm = hf.area_norm[self.indices]
-            self.max_norm = hf.max_norm[self.indices]
             self.grid = tuple(hf.heatmaps.shape[-2:])
         normalise(np.zeros((1, 1, 1, 1)), np.ones(1), np.ones((1, 1)), normalisation)  # validate
 
@@ -93,7 +120,11 @@ class HeatmapDataset(Dataset):
         (h, w), (ch, cw) = self.grid, self.crop
         y0, x0 = crop_offsets(h, ch, self.train, rng), crop_offsets(w, cw, self.train, rng)
         heat = self._file.heatmaps[video, :, :, y0:y0 + ch, x0:x0 + cw].astype(np.float32)
-        heat = normalise(heat, self.area_norm[item], self.max_norm[item], self.normalisation)
+        # "max" divides by the maximum of the crop, as the authors do (normalisation follows the
+        # crop), not by the stored full-grid max_norm: a joint whose peak fell outside the crop
+        # would otherwise never reach 1 in the network's input.
+        crop_max = heat.max(axis=(-2, -1))
+        heat = normalise(heat, self.area_norm[item], crop_max, self.normalisation)
         if heat.shape[-2:] != (ch, cw):  # smaller than the crop: pad with zeros, centred
             pad_h, pad_w = ch - heat.shape[-2], cw - heat.shape[-1]
             heat = np.pad(heat, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2),

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from jmrn.augment import augment
-from jmrn.data import HeatmapDataset, stratified_split
+from jmrn.data import HeatmapDataset, stratified_split, validation_groups
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.layouts import layout_from_attrs
@@ -196,7 +196,20 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
         extra_idx = {name: hf.splits[name] for name in also_test}
-        groups = None if hf.clip_video is None else hf.clip_video[train_all]
+        # rows of one source on one side of the validation split: the clips of a video, and
+        # the videos of one source video or movie where train.val_group names it
+        groups = validation_groups([hf.video_ids[i] for i in train_all], t_set.get("val_group"))
+        if groups is None and hf.clip_video is not None:
+            groups = hf.clip_video[train_all]
+        no_training = [class_names[k] for k in np.flatnonzero(~hf.labels[train_all].any(0))]
+        if no_training and multi_label:  # rare classes: their AP is simply undefined
+            print(f"train: warning: split {settings['splits']['train']!r} has no positive of "
+                  f"{len(no_training)} class(es), e.g. {no_training[:5]}")  # fmt: skip
+        elif no_training:
+            raise ValueError(f"{heatmaps_path}: split {settings['splits']['train']!r} has no "
+                             f"video of class(es) {no_training[:5]} ({len(no_training)} in "
+                             "all): the model cannot learn them; see the ingest report's "
+                             "empty classes and fix the class list or the data")  # fmt: skip
         train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
                                               t_set["val_fraction"], seed, groups)  # fmt: skip
     if len(val_idx) == 0:
@@ -349,6 +362,8 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
         "test_best_over_evaluations_paper_style": {
             key: max(r["test_metric"] for r in evaluated)
         },
+        "splits": {role: settings["splits"][role] for role in ("train", "test")},
+        "validation": {"videos": len(val_idx), "grouped_by": settings["train"].get("val_group")},
     }
     for name, dataset in extra_sets.items():
         extra = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
