@@ -231,6 +231,7 @@ def write_openpose_folders(
     feet: str = "ankle",
     seed: int = 0,
     class_names: list[str] | None = None,
+    frame_sizes: dict[str, tuple[int, int]] | None = None,
 ) -> dict:
     """OpenPose ``--write_json`` output: ``<video>_<t:012d>_keypoints.json`` files in
     ``out_dir/<class>/<video>/``.
@@ -243,12 +244,17 @@ def write_openpose_folders(
     ``out_dir/splits/<class>_test_split<k>.txt``, a line ``<video>.avi <mark> `` per video of
     the class (1 train, 2 test, 0 unused; sorted, with HMDB's trailing space).
     ``overshoot`` > 0 scales ~2% of the confidences by (1 + overshoot) to exercise clipping.
+    ``frame_sizes`` ({video: (H, W)}) gives some videos frames of their own size instead of
+    ``image_size`` and writes them to ``out_dir/frame_sizes.csv`` as the ffprobe loop of the
+    README does (header ``video_id,width,height``), for ``source.frame_sizes``.
     """
     out_dir = Path(out_dir)
     names = _class_names(data, class_names)
+    frame_sizes = dict(frame_sizes or {})
     frame_files = 0
     for i, ann in enumerate(data["annotations"]):
-        kp = openpose_keypoints(ann, layout, image_size, feet)
+        size = frame_sizes.get(str(ann["frame_dir"]), image_size)
+        kp = openpose_keypoints(ann, layout, size, feet)
         rng = np.random.default_rng((seed, 2, i))
         kp[..., 2] = np.round(_overshoot(kp[..., 2], overshoot, rng), 6)
         kp[..., :2] = np.round(kp[..., :2], 3)
@@ -257,6 +263,9 @@ def write_openpose_folders(
         _write_openpose_frames(out_dir / names[int(ann["label"])] / video, video, kp, present,
                                {key: [] for key in _OPENPOSE_EMPTY})  # fmt: skip
         frame_files += kp.shape[1]
+    if frame_sizes:
+        (out_dir / "frame_sizes.csv").write_text("video_id,width,height\n" + "".join(
+            f"{video},{w},{h}\n" for video, (h, w) in sorted(frame_sizes.items())))
     if hmdb_splits > 0:
         write_hmdb_splits(data, out_dir / "splits", hmdb_splits, seed=seed, class_names=names,
                           test_fraction=test_fraction, unused_fraction=unused_fraction)  # fmt: skip

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jmrn.ava_annotations import select_proposals
+from jmrn.ingest import _reason_kind
 from jmrn.readers import ava
 from jmrn.records import ReadError, Skipped, Video
 
@@ -92,8 +94,61 @@ def test_a_box_no_pose_matches_and_a_missing_clip_are_counted_skips(tmp_path):
     assert all(isinstance(r, Skipped) for r in results)
     reasons = [r.reason for r in results]
     assert reasons[0] == "no pose matches the box in the clip"
-    assert reasons[1].startswith("no OpenPose frame 5999..6001 around second 1500")
+    assert reasons[1].startswith("no OpenPose frame in the clip (frames 5999..6001 around "
+                                 "second 1500")  # fmt: skip
     assert reasons[2] == "no OpenPose frame files for this video"
+
+
+def test_skips_of_the_same_kind_in_different_clips_and_files_group(tmp_path):
+    """ingest counts skips by the text before the first " (", ":" or "[": the frame numbers,
+    seconds and file names of each box come after it."""
+    raw = fixture(tmp_path / "raw", "mv,1500,0.100,0.2,0.300,0.8,12,0\n"
+                                    "mv,1600,0.100,0.2,0.300,0.8,12,0\n"
+                                    "mv2,0902,0.100,0.2,0.300,0.8,12,0\n"
+                                    "mv3,0902,0.100,0.2,0.300,0.8,12,0\n")  # fmt: skip
+    for video in ("mv", "mv2", "mv3"):
+        write_frames(raw, video, {n: [person_at(40, 50)] for n in (19, 20, 21)})
+    index = ava.index(raw, OPTIONS)
+    (raw / "openpose/mv2/mv2_000000000020_keypoints.json").write_text("{")
+    (raw / "openpose/mv3/mv3_000000000021_keypoints.json").write_text("{")
+    reasons = [ava.load(e).reason for e in index.entries]
+    kinds = ["no OpenPose frame in the clip", "cannot parse a frame file"]
+    assert Counter(_reason_kind(r) for r in reasons) == {_reason_kind(k): 2 for k in kinds}
+
+
+def test_frame_sizes_map_each_movies_boxes_to_its_own_pixels(tmp_path):
+    # The same normalised box (x 0.1-0.3, y 0.2-0.8) in movie "small" (100 x 200, the
+    # default) and in "big" (200 x 400, from the table): 20..60 x 20..80 px and 40..120 x
+    # 40..160 px. big's person stands at (80, 100): inside its box only at big's own size.
+    raw = fixture(tmp_path / "raw", "small,0902,0.100,0.2,0.300,0.8,12,0\n"
+                                    "big,0902,0.100,0.2,0.300,0.8,12,0\n")  # fmt: skip
+    write_frames(raw, "small", {n: [person_at(40, 50)] for n in (19, 20, 21)})
+    write_frames(raw, "big", {n: [person_at(150, 50), person_at(80, 100)] for n in (19, 20, 21)})
+    (raw / "frame_sizes.csv").write_text("video_id,width,height\nbig,400,200\n"
+                                         "not_annotated,640,360\n")  # fmt: skip
+    index = ava.index(raw, {**OPTIONS, "frame_sizes": "frame_sizes.csv"})
+    assert index.left_out["frame_sizes rows matching no video"] == 1
+    small, big = (ava.load(e) for e in index.entries)
+    assert isinstance(small, Video) and isinstance(big, Video), (small, big)
+    assert small.video_id.startswith("small,") and big.video_id.startswith("big,")
+    assert small.image_size == (100, 200) and big.image_size == (200, 400)
+    assert np.allclose(small.boxes[:, 0], [20, 20, 60, 80])
+    assert np.allclose(big.boxes[:, 0], [40, 40, 120, 160])
+    assert np.allclose(big.keypoints[:, 0, :, 0].mean(1), 80)  # the actor: the one in the box
+    assert np.allclose(big.keypoints[:, 1, :, 0].mean(1), 150)
+    # one size for both, as before source.frame_sizes: big's box misses its person
+    wrong = ava.load(ava.index(raw, OPTIONS).entries[1])
+    assert isinstance(wrong, Skipped) and wrong.reason == "no pose matches the box in the clip"
+    # no default: the movie absent from the table is a counted skip, the other is read
+    options = {k: v for k, v in OPTIONS.items() if k != "image_size"}
+    small, big = (ava.load(e) for e in
+                  ava.index(raw, {**options, "frame_sizes": "frame_sizes.csv"}).entries)
+    assert isinstance(big, Video) and big.image_size == (200, 400)
+    assert isinstance(small, Skipped) and small.reason == (
+        "no frame size for this video: not in frame_sizes.csv and no source.image_size")
+    (raw / "frame_sizes.csv").write_text("video_id,width,height\nbig,400,200\nbig,400,200\n")
+    with pytest.raises(ReadError, match="frame_sizes.csv, line 3: video 'big' appears twice"):
+        ava.index(raw, {**options, "frame_sizes": "frame_sizes.csv"})
 
 
 def test_damaged_frame_files_skip_the_box_with_the_openpose_readers_reasons(tmp_path):
@@ -105,8 +160,9 @@ def test_damaged_frame_files_skip_the_box_with_the_openpose_readers_reasons(tmp_
     (raw / "openpose/mv/mv_000000000020_keypoints.json").write_text("[]")  # not an object
     (raw / "openpose/mv2/copy_20_keypoints.json").write_text('{"people": []}')  # frame 20 twice
     reasons = [ava.load(e).reason for e in index.entries]
-    assert reasons == ["mv_000000000020_keypoints.json has no 'people' list",
-                       "two frame files have the same frame number"]  # fmt: skip
+    assert reasons == ["no 'people' list in a frame file (mv_000000000020_keypoints.json)",
+                       "two frame files have the same frame number (20 in "
+                       "copy_20_keypoints.json and mv2_000000000020_keypoints.json)"]  # fmt: skip
 
 
 def test_malformed_annotations_are_errors_or_counted_rows(tmp_path):

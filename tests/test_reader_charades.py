@@ -5,11 +5,13 @@ video id, and every malformed case the module docstring promises to catch."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jmrn.ingest import _reason_kind
 from jmrn.readers import charades
 from jmrn.records import ReadError, Skipped, Video
 
@@ -73,13 +75,59 @@ def test_unusable_action_cells_skip_their_video_with_the_reason(tmp_path):
     loaded = {e["_video"]: charades.load(e) for e in charades.index(raw, OPTIONS).entries}
     reasons = {v: r.reason for v, r in loaded.items() if isinstance(r, Skipped)}
     assert reasons == {
-        "AAAAA": "Charades_v1_train.csv, line 2: action class 'c157' is not in "
-                 "Charades_v1_classes.txt",
-        "BBBBB": "Charades_v1_train.csv, line 3: action 'c001 5.00 1.00' ends before it starts",
-        "CCCCC": "Charades_v1_train.csv, line 4: action 'c001 one two' is not 'c<3 digits> "
-                 "<start> <end>'",
+        "AAAAA": "action class not in the class list ('c157' is not in Charades_v1_classes.txt; "
+                 "Charades_v1_train.csv, line 2)",
+        "BBBBB": "action ends before it starts ('c001 5.00 1.00'; Charades_v1_train.csv, line 3)",
+        "CCCCC": "malformed action ('c001 one two' is not 'c<3 digits> <start> <end>'; "
+                 "Charades_v1_train.csv, line 4)",
     }  # fmt: skip
+    assert loaded["AAAAA"].source == str(raw / "Charades_v1_train.csv")
     assert isinstance(loaded["DDDDD"], Video)
+
+
+def test_skips_of_the_same_kind_on_different_lines_group(tmp_path):
+    """ingest counts skips by the text before the first " (", ":" or "["; the CSV line of
+    each bad row comes after it, so each kind of bad cell is one bucket."""
+    raw = fixture(tmp_path, [row("AAAAA", "c157 0.0 1.0"), row("BBBBB", "c001 5.00 1.00"),
+                             row("CCCCC", "c001 one two")],
+                  [row("DDDDD", "c200 0.0 1.0"), row("EEEEE", "c002 9 8"),
+                   row("FFFFF", "c001")])  # fmt: skip
+    for video in ("AAAAA", "BBBBB", "CCCCC", "DDDDD", "EEEEE", "FFFFF"):
+        write_video(raw, video)
+    reasons = [charades.load(e).reason for e in charades.index(raw, OPTIONS).entries]
+    kinds = ["action class not in the class list", "action ends before it starts",
+             "malformed action"]  # fmt: skip
+    assert Counter(_reason_kind(r) for r in reasons) == {_reason_kind(k): 2 for k in kinds}
+
+
+def test_frame_sizes_give_each_video_its_own_size(tmp_path):
+    raw = fixture(tmp_path, [row("AAAAA", "c000 0 1"), row("BBBBB", "c001 0 1")],
+                  [row("CCCCC", "c002 0 1")])  # fmt: skip
+    for video in ("AAAAA", "BBBBB", "CCCCC", "EXTRA"):
+        write_video(raw, video)
+    # AAAAA 480 x 640, BBBBB 360 x 480 (Charades' resolutions vary); CCCCC absent; ZZZZZ and
+    # EXTRA (keypoints but no CSV row) have rows: only ZZZZZ matches no video
+    (raw / "sizes.json").write_text(json.dumps({"AAAAA": [480, 640],
+                                                "BBBBB": {"height": 360, "width": 480},
+                                                "EXTRA": [480, 640], "ZZZZZ": [480, 640]}))
+    index = charades.index(raw, {"image_size": [720, 1280], "frame_sizes": "sizes.json"})
+    assert index.left_out == {"video in neither Charades CSV": 1,
+                              "frame_sizes rows matching no video": 1}  # fmt: skip
+    videos = {e["_video"]: charades.load(e) for e in index.entries}
+    assert videos["AAAAA"].image_size == (480, 640)
+    assert videos["BBBBB"].image_size == (360, 480)
+    assert videos["CCCCC"].image_size == (720, 1280)  # source.image_size
+    index = charades.index(raw, {"frame_sizes": "sizes.json"})
+    videos = {e["_video"]: charades.load(e) for e in index.entries}
+    assert videos["BBBBB"].image_size == (360, 480)
+    assert isinstance(videos["CCCCC"], Skipped)
+    assert videos["CCCCC"].reason == ("no frame size for this video: not in sizes.json and no "
+                                      "source.image_size")  # fmt: skip
+    (raw / "sizes.json").write_text('{"AAAAA": [480, 640], "BBBBB": [360]}')
+    with pytest.raises(ReadError, match="sizes.json, video 'BBBBB': expected"):
+        charades.index(raw, {"frame_sizes": "sizes.json"})
+    with pytest.raises(ReadError, match="source.frame_sizes is for OpenPose keypoints"):
+        charades.index(raw, {"keypoints": "pyskl", "frame_sizes": "sizes.json"})
 
 
 def test_dataset_level_problems_are_errors_naming_the_file(tmp_path):

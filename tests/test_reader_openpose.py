@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jmrn.ingest import _reason_kind, ingest
+from jmrn.keypoints_file import KeypointsFile
 from jmrn.readers import get_reader, openpose
+from jmrn.readers.common import read_frame_sizes
 from jmrn.records import ReadError, Skipped, Video, check_video
 
 SIZE = {"image_size": [256, 340]}
@@ -126,7 +130,7 @@ def test_bad_videos_skipped(tmp_path: Path):
     assert "75 values" in reasons["body25"] and "openpose_body25" in reasons["body25"]
     assert "truncated_000000000001_keypoints.json" in reasons["truncated"]
     assert "no *_keypoints.json" in reasons["nofiles"]
-    assert "mixed_000000000001_keypoints.json: person 0 has 75 values" in reasons["mixed"]
+    assert "mixed_000000000001_keypoints.json, person 0 has 75 values" in reasons["mixed"]
     assert videos["truncated"].source == str(tmp_path / "run" / "truncated")
 
 
@@ -254,3 +258,159 @@ def test_absurd_frame_span_skipped(tmp_path: Path):
     write_frame(tmp_path / "a" / "v", 10**9, [person(18, 0.5)])
     skipped = load_all(openpose.index(tmp_path, SIZE))["v"]
     assert isinstance(skipped, Skipped) and "span more than" in skipped.reason
+
+
+def test_skip_reasons_of_the_same_kind_group_whatever_the_file(tmp_path: Path):
+    """ingest counts skips by the text before the first " (", ":" or "[": two videos
+    skipped for the same reason in differently named files are one bucket, not two."""
+    for video in ("a1", "a2"):  # a truncated frame file
+        write_frame(tmp_path / "x" / video, 0, [person(18, 0.5)])
+        (tmp_path / "x" / video / f"{video}_{1:012d}_keypoints.json").write_text('{"peo')
+    for video in ("b1", "b2"):  # no 'people' list
+        (tmp_path / "x" / video).mkdir(parents=True)
+        (tmp_path / "x" / video / f"{video}_{0:012d}_keypoints.json").write_text("{}")
+    for video in ("c1", "c2"):  # a BODY_25 person in a COCO-18 dataset
+        write_frame(tmp_path / "x" / video, 7, [person(25, 0.5)])
+    for video in ("d1", "d2"):  # a person without keypoints
+        write_frame(tmp_path / "x" / video, 0, [person(18, 0.5)])
+        (tmp_path / "x" / video / f"{video}_{3:012d}_keypoints.json").write_text(
+            '{"people": [{"face_keypoints_2d": []}]}')
+    for video in ("e1", "e2"):  # non-numeric values
+        write_frame(tmp_path / "x" / video, 0, [["a"] * 54])
+    for video, name in (("f1", "last"), ("f2", "final")):  # a frame file without a number
+        write_frame(tmp_path / "x" / video, 0, [person(18, 0.5)])
+        (tmp_path / "x" / video / f"{name}_keypoints.json").write_text('{"people": []}')
+    for n, video in enumerate(("g1", "g2")):  # the same frame number twice
+        write_frame(tmp_path / "x" / video, n, [person(18, 0.5)])
+        write_frame(tmp_path / "x" / video, n, [person(18, 0.5)], prefix="copy")
+    for n, video in enumerate(("h1", "h2")):  # an absurd frame span
+        write_frame(tmp_path / "x" / video, 0, [person(18, 0.5)])
+        write_frame(tmp_path / "x" / video, 10**9 + n, [person(18, 0.5)])
+    index = openpose.index(tmp_path, {**SIZE, "layout": "openpose18"})
+    videos = load_all(index)
+    assert [v for v, item in videos.items() if not isinstance(item, Skipped)] == []
+    reasons = [item.reason for item in videos.values()]
+    kinds = ["cannot parse a frame file", "no 'people' list in a frame file",
+             "person with another layout's number of values",
+             "no pose_keypoints_2d list for a person", "non-numeric keypoint values",
+             "frame file name without a frame number",
+             "two frame files have the same frame number",
+             "frame numbers span more than 108000 frames"]  # fmt: skip
+    assert Counter(_reason_kind(r) for r in reasons) == {_reason_kind(k): 2 for k in kinds}
+    # the detail is still there, after the kind
+    assert any("a2_000000000001_keypoints.json" in r for r in reasons)
+    assert any("1 in copy_000000000001_keypoints.json and g2_000000000001" in r for r in reasons)
+    assert any("0..1000000001" in r for r in reasons)
+
+
+def sized_dataset(raw: Path) -> Path:
+    """Class ``a``: videos ``small`` (a 240 x 320 clip, joints at x = 300..317) and ``wide``
+    (240 x 426, joints at x = 400..417: outside a 320 px wide frame), y = 100..117; and
+    ``other``, which the frame size tables of the tests leave out."""
+    for video, x in (("small", 300), ("wide", 400), ("other", 10)):
+        values = np.array(person(18, 0.9)).reshape(18, 3)
+        values[:, :2] += (x - 10, -10)
+        write_frame(raw / "a" / video, 0, [values.ravel().tolist()])
+    return raw
+
+
+def test_frame_sizes_table_gives_each_video_its_own_size(tmp_path: Path):
+    raw = sized_dataset(tmp_path / "raw")
+    # columns in any order, extra columns ignored, a row matching no video (counted)
+    (raw / "sizes.csv").write_text("width,codec,video_id,height\n320,h264,small,240\n"
+                                   "426,h264,wide,240\n640,h264,gone,480\n")  # fmt: skip
+    index = openpose.index(raw, {"image_size": [480, 640], "frame_sizes": "sizes.csv"})
+    assert index.left_out == {"frame_sizes rows matching no video": 1}
+    videos = load_all(index)
+    assert videos["small"].image_size == (240, 320)
+    assert videos["wide"].image_size == (240, 426)
+    assert videos["other"].image_size == (480, 640)  # not in the table: source.image_size
+    # the JSON forms give the same sizes
+    (raw / "sizes.json").write_text(json.dumps({"small": [240, 320],
+                                                "wide": {"height": 240, "width": 426}}))
+    index = openpose.index(raw, {"image_size": [480, 640], "frame_sizes": "sizes.json"})
+    assert {v: e["image_size"] for v, e in ((e["video_id"], e) for e in index.entries)} == {
+        "small": (240, 320), "wide": (240, 426), "other": (480, 640)}
+    assert index.left_out == {"frame_sizes rows matching no video": 0}
+    # without a table nothing is reported
+    assert openpose.index(raw, SIZE).left_out == {}
+
+
+def test_a_video_without_a_frame_size_is_a_counted_skip(tmp_path: Path):
+    raw = sized_dataset(tmp_path / "raw")
+    (raw / "sizes.csv").write_text("video_id,height,width\nsmall,240,320\nwide,240,426\n")
+    index = openpose.index(raw, {"frame_sizes": "sizes.csv"})  # no image_size
+    videos = load_all(index)
+    assert videos["wide"].image_size == (240, 426)
+    assert isinstance(videos["other"], Skipped)
+    assert videos["other"].reason == ("no frame size for this video: not in sizes.csv and no "
+                                      "source.image_size")  # fmt: skip
+    report = ingest("openpose_json", raw, tmp_path / "kp.h5", dataset="t",
+                    options={"frame_sizes": "sizes.csv"}, max_skipped_fraction=0.5, min_frames=1,
+                    n_jobs=1)  # fmt: skip
+    assert report["skipped_by_reason"] == {"no frame size for this video": 1}
+    assert report["left_out"] == {"frame_sizes rows matching no video": 0}
+    with KeypointsFile(tmp_path / "kp.h5") as kf:
+        sizes = dict(zip(kf.video_ids, kf.image_size.tolist(), strict=True))
+    assert sizes == {"small": [240, 320], "wide": [240, 426]}
+
+
+HEADER = "video_id,height,width\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("s.csv", "video_id,height\nv,240\n", r"s.csv, line 1: the header must name"),
+        ("s.csv", "video_id,height,width,height\nv,1,2,3\n", r"s.csv, line 1: the header"),
+        ("s.csv", "", r"s.csv, line 1: the header must name"),
+        ("s.csv", HEADER + "v,240\n", r"s.csv, line 2: 2 cells, the header has 3"),
+        ("s.csv", HEADER + "v,240,320,7\n", r"s.csv, line 2: 4 cells, the header has 3"),
+        ("s.csv", HEADER + "v,240,320\n\nw,2.4e2,320\n",
+         r"s.csv, line 4 \(video 'w'\): height must be a positive integer, got '2.4e2'"),
+        ("s.csv", HEADER + "v,240,x\n", r"s.csv, line 2 \(video 'v'\): width must be a posi"),
+        ("s.csv", HEADER + "v,0,320\n", r"s.csv, line 2 \(video 'v'\): height must be a posi"),
+        ("s.csv", HEADER + "v,-240,320\n", r"s.csv, line 2 .*height must be a positive"),
+        ("s.csv", HEADER + "v,2_40,320\n", r"s.csv, line 2 .*height must be a positive"),
+        ("s.csv", HEADER + ",240,320\n", r"s.csv, line 2: empty video_id"),
+        ("s.csv", HEADER + "v,240,320\nw,240,320\nv,240,320\n",
+         r"s.csv, line 4: video 'v' appears twice \(first on line 2\)"),
+        ("s.csv", HEADER, r"s.csv lists no video"),
+        ("s.csv", b"video_id,height,width\n\xff\xfe,1,2\n", r"cannot read .*s.csv"),
+        ("s.json", '{"v": [240]}', r"s.json, video 'v': expected \[height, width\]"),
+        ("s.json", '{"v": {"height": 240}}', r"s.json, video 'v': expected"),
+        ("s.json", '{"v": [240, "320"]}', r"s.json, video 'v': height and width must be JSON"),
+        ("s.json", '{"v": [240, 320.5]}', r"s.json, video 'v': width must be a positive"),
+        ("s.json", '{"v": [0, 320]}', r"s.json, video 'v': height must be a positive"),
+        ("s.json", '{"v": [true, 320]}', r"s.json, video 'v': height must be a positive"),
+        ("s.json", '{"v": [240, 320], "v": [240, 320]}', r"s.json: .*'v' appears twice"),
+        ("s.json", '[["v", 240, 320]]', r"s.json: expected an object"),
+        ("s.json", '{"v": [240, 320]', r"cannot read .*s.json \(JSONDecodeError"),
+        ("s.json", "{}", r"s.json lists no video"),
+        ("s.txt", "v 240 320\n", r"s.txt: expected a .csv or .json file"),
+    ],
+)
+def test_malformed_frame_sizes_table_is_an_error_naming_the_file(tmp_path: Path, name: str,
+                                                                 content, message: str):
+    raw = sized_dataset(tmp_path / "raw")
+    path = raw / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ReadError, match=message):
+        openpose.index(raw, {**SIZE, "frame_sizes": name})
+    with pytest.raises(ReadError, match=message):
+        read_frame_sizes(path)
+
+
+def test_frame_sizes_option_errors(tmp_path: Path):
+    raw = sized_dataset(tmp_path / "raw")
+    with pytest.raises(ReadError, match="source.frame_sizes: .*absent.csv does not exist"):
+        openpose.index(raw, {**SIZE, "frame_sizes": "absent.csv"})
+    (tmp_path / "outside.csv").write_text(HEADER + "small,240,320\n")
+    for name in ("../outside.csv", str(tmp_path / "outside.csv"), ["small", 240, 320]):
+        with pytest.raises(ReadError, match="must be the name of a file inside raw_dir"):
+            openpose.index(raw, {**SIZE, "frame_sizes": name})
+    with pytest.raises(ReadError, match="image_size .* or source.frame_sizes"):
+        openpose.index(raw, {"frame_sizes": None})
+    (raw / "sizes.csv").write_text(HEADER + "small,240,320\n")
+    with pytest.raises(ReadError, match="image_size must be"):  # a bad default still fails
+        openpose.index(raw, {"image_size": [240], "frame_sizes": "sizes.csv"})

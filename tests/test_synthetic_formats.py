@@ -120,6 +120,28 @@ def test_openpose_folders_read_back(data, tmp_path, layout):
     assert two_persons > 0  # the person ordering was exercised
 
 
+def test_openpose_folders_of_several_frame_sizes_read_back_with_frame_sizes(data, tmp_path):
+    """Videos written at their own sizes (as HMDB's clips of different widths) come back, via
+    source.frame_sizes (the writer's ffprobe-style frame_sizes.csv), in those pixels."""
+    ids = sorted(by_id(data))
+    own = {video: (240, 426) if k % 3 == 0 else (360, 480) for k, video in enumerate(ids[::2])}
+    sf.write_openpose_folders(data, tmp_path / "raw", hmdb_splits=0, frame_sizes=own)
+    assert (tmp_path / "raw/frame_sizes.csv").read_text().startswith("video_id,width,height\n")
+    report = ingest("openpose_json", tmp_path / "raw", tmp_path / "kp.h5", dataset="t",
+                    options={"image_size": [240, 320], "frame_sizes": "frame_sizes.csv"},
+                    n_jobs=1)  # fmt: skip
+    assert report["kept"] == 30 and report["skipped"] == 0
+    assert report["left_out"] == {"frame_sizes rows matching no video": 0}
+    anns = by_id(data)
+    with KeypointsFile(tmp_path / "kp.h5") as kf:
+        for i, video in enumerate(kf.video_ids):
+            size = own.get(video, (240, 320))
+            assert tuple(kf.image_size[i]) == size
+            want = sf.openpose_keypoints(anns[video], "openpose18", size)
+            present = (anns[video]["keypoint_score"] > 0).any(axis=-1)
+            assert_keypoints(kf.keypoints(i), reader_order(want, present), atol=0.01)
+
+
 def test_openpose_frame_file_format(data, tmp_path):
     sf.write_openpose_folders(data, tmp_path, "openpose_body25", hmdb_splits=0, feet="missing")
     ann = data["annotations"][0]

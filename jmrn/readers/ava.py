@@ -26,7 +26,11 @@ y2, score]}``, SlowFast's), every detection of a val keyframe scoring at least
 ``<video>,<timestamp>,<box>,det``, read exactly like an annotated box; ``jmrn.ava_eval``
 scores them with the official frame-mAP at IoU 0.5 against the val CSV.
 
-Options: ``image_size`` ([H, W] of the frames OpenPose saw; required), ``fps`` (30),
+Options: ``image_size`` ([H, W] of the frames OpenPose saw), ``frame_sizes`` (a file in
+raw_dir giving each movie's frame size, keyed by the CSVs' video id, as the OpenPose reader's
+option: AVA movies differ in resolution, and the size maps the normalised boxes to pixels; a
+movie absent from it gets ``image_size``, its boxes are skipped without one; one of the two is
+required), ``fps`` (30),
 ``start_second`` (900), ``clip_seconds`` (1.0), ``min_inside`` (0.5), ``layout`` (as the
 OpenPose reader), ``action_list`` (file name, default: the one .pbtxt), ``proposals``
 (``auto``: the one ``*proposals*.pkl`` of raw_dir, or the one of those with ``val`` in its
@@ -50,7 +54,7 @@ from jmrn.ava_annotations import (
     select_proposals,
 )
 from jmrn.readers import openpose
-from jmrn.readers.common import find_single_file, image_size_option
+from jmrn.readers.common import find_single_file, frame_sizes_option
 from jmrn.records import ReadError, Skipped, SourceIndex, Video
 
 SPLITS = ("train", "val")
@@ -112,17 +116,19 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
     actions = action_list(raw_dir, options)
-    image_size = image_size_option(options, None)
+    sizes = frame_sizes_option(raw_dir, options)
     settings = {"fps": float(options.get("fps", 30)),
                 "start_second": float(options.get("start_second", 900)),
                 "clip_seconds": float(options.get("clip_seconds", 1.0)),
                 "min_inside": float(options.get("min_inside", 0.5))}  # fmt: skip
-    entries, splits, left_out = [], {}, {}
+    entries, splits, left_out, movies = [], {}, {}, set()
 
     def add(video: str, second: int, box: tuple, labels: tuple, detected: bool = False) -> str:
+        movies.add(video)
         entries.append({"video_id": sample_id(video, second, box, detected),
                         "dir": str(raw_dir / "openpose" / video), "second": second, "box": box,
-                        "labels": labels, "image_size": image_size, **settings})  # fmt: skip
+                        "labels": labels, "image_size": sizes.of(video),  # (H, W) or why not
+                        **settings})  # fmt: skip
         return entries[-1]["video_id"]
 
     for split in SPLITS:
@@ -145,6 +151,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
                                   in zip(detected.keys, detected.boxes, strict=True)]
     if len(set(e["video_id"] for e in entries)) != len(entries):
         raise ReadError(f"{raw_dir}: a (video, timestamp, box) is in both the train and val CSVs")
+    left_out.update(sizes.left_out(movies))
     layout = openpose.set_layout(entries, options)
     class_names = [name for _, name in actions]
     return SourceIndex(layout, class_names, True, splits, entries, parallel=True,
@@ -166,6 +173,8 @@ def load(entry: dict) -> Video | Skipped:
     def skip(reason: str) -> Skipped:
         return Skipped(video_id, folder, reason)
 
+    if isinstance(entry["image_size"], str):  # in neither source.frame_sizes nor image_size
+        return skip(entry["image_size"])
     files = _frame_files(folder)
     if isinstance(files, str):
         return skip(files)
@@ -175,8 +184,8 @@ def load(entry: dict) -> Video | Skipped:
     half = entry["clip_seconds"] * entry["fps"] / 2
     numbers = range(int(round(centre - half)), int(round(centre + half)) + 1)
     if not any(n in files for n in numbers):
-        return skip(f"no OpenPose frame {numbers.start}..{numbers.stop - 1} around second "
-                    f"{entry['second']} (fps {entry['fps']}, start_second "
+        return skip(f"no OpenPose frame in the clip (frames {numbers.start}..{numbers.stop - 1} "
+                    f"around second {entry['second']}, fps {entry['fps']}, start_second "
                     f"{entry['start_second']})")  # fmt: skip
     height, width = entry["image_size"]
     x1, y1, x2, y2 = np.multiply(entry["box"], (width, height, width, height))

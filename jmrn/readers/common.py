@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +59,158 @@ def image_size_option(options: dict, default: tuple[int, int] | None) -> tuple[i
     if height <= 0 or width <= 0:
         raise ReadError(f"image_size must be positive [height, width], got {value!r}")
     return height, width
+
+
+FRAME_SIZES_LEFT_OUT = "frame_sizes rows matching no video"
+NO_FRAME_SIZE = "no frame size for this video"
+FRAME_SIZE_COLUMNS = ("video_id", "height", "width")
+POSITIVE_INT = re.compile(r"^\d+$")
+
+
+@dataclass(frozen=True)
+class FrameSizes:
+    """The (H, W) of each video's frames: its ``source.frame_sizes`` row, else the dataset's
+    ``source.image_size``.
+
+    Formats that do not record the frame size (OpenPose JSON) need it per video: clips of one
+    dataset differ in size, and a wrong size puts joints off the frame and AVA boxes on the
+    wrong pixels.
+    """
+
+    table: dict[str, tuple[int, int]]
+    default: tuple[int, int] | None
+    file: str | None  # the table's file name (for reasons), None without a table
+
+    def of(self, video: str) -> tuple[int, int] | str:
+        """(H, W) of ``video``, or the reason to skip it when neither source gives one."""
+        size = self.table.get(video, self.default)
+        if size is not None:
+            return size
+        return f"{NO_FRAME_SIZE}: not in {self.file} and no source.image_size"
+
+    def left_out(self, videos: Iterable[str]) -> dict[str, int]:
+        """How many table rows name none of ``videos`` (harmless, but a sign of a table made
+        for other data); nothing without a table."""
+        if self.file is None:
+            return {}
+        return {FRAME_SIZES_LEFT_OUT: len(self.table.keys() - set(videos))}
+
+
+def frame_sizes_option(raw_dir: Path, options: dict) -> FrameSizes:
+    """``source.frame_sizes`` (a table file inside raw_dir, so that DVC tracks it with the raw
+    data) and ``source.image_size`` (the size of videos absent from it); one of them is
+    required."""
+    name = options.get("frame_sizes")
+    if not name:
+        if not options.get("image_size"):
+            raise ReadError("source.image_size [height, width] or source.frame_sizes (a table "
+                            "of each video's frame size in raw_dir) is required for this format: "
+                            "its files do not record the frame size")  # fmt: skip
+        return FrameSizes({}, image_size_option(options, None), None)
+    if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ReadError(f"source.frame_sizes must be the name of a file inside raw_dir "
+                        f"{raw_dir}, got {name!r}")  # fmt: skip
+    path = Path(raw_dir) / name
+    if not path.is_file():
+        raise ReadError(f"source.frame_sizes: {path} does not exist")
+    default = image_size_option(options, None) if options.get("image_size") else None
+    return FrameSizes(read_frame_sizes(path), default, path.name)
+
+
+def read_frame_sizes(path: Path) -> dict[str, tuple[int, int]]:
+    """video id -> (height, width) from a ``.csv`` (header naming ``video_id``, ``height`` and
+    ``width`` in any order, other columns ignored) or a ``.json`` file (``{"<id>": [h, w]}``
+    or ``{"<id>": {"height": h, "width": w}}``). Anything malformed is a ReadError naming the
+    file and the line or video: one bad size would silently misplace a whole video."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise ReadError(f"frame sizes file {path}: expected a .csv or .json file")
+    try:
+        if path.suffix.lower() == ".json":
+            sizes = _frame_sizes_json(path)
+        else:
+            sizes = _frame_sizes_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as err:
+        raise ReadError(f"cannot read frame sizes file {path} ({type(err).__name__}: "
+                        f"{err})") from None  # fmt: skip
+    if not sizes:
+        raise ReadError(f"frame sizes file {path} lists no video")
+    return sizes
+
+
+def _frame_size(path: Path, where: str, height: object, width: object) -> tuple[int, int]:
+    """(height, width) as positive ints, from CSV text or JSON numbers."""
+    size = []
+    for key, value in (("height", height), ("width", width)):
+        if isinstance(value, str) and POSITIVE_INT.match(value.strip()):
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ReadError(f"{path}, {where}: {key} must be a positive integer, got {value!r}")
+        size.append(value)
+    return size[0], size[1]
+
+
+def _frame_sizes_csv(path: Path) -> dict[str, tuple[int, int]]:
+    sizes: dict[str, tuple[int, int]] = {}
+    first_line: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
+        reader = csv.DictReader(f)
+        header = [name.strip() for name in reader.fieldnames or []]
+        if any(header.count(c) != 1 for c in FRAME_SIZE_COLUMNS):
+            raise ReadError(f"{path}, line 1: the header must name each of video_id, height "
+                            f"and width once (any order), got {header}")  # fmt: skip
+        reader.fieldnames = header
+        for row in reader:
+            line = reader.line_num
+            # a None key: more cells than the header; a None value: fewer (a truncated row)
+            if None in row or None in row.values():
+                cells = sum(v is not None for k, v in row.items() if k is not None)
+                raise ReadError(f"{path}, line {line}: {cells + len(row.get(None, []))} "
+                                f"cells, the header has {len(header)} columns")  # fmt: skip
+            video = row["video_id"].strip()
+            if not video:
+                raise ReadError(f"{path}, line {line}: empty video_id")
+            size = _frame_size(path, f"line {line} (video {video!r})", row["height"],
+                               row["width"])  # fmt: skip
+            if video in sizes:
+                raise ReadError(f"{path}, line {line}: video {video!r} appears twice (first "
+                                f"on line {first_line[video]})")  # fmt: skip
+            sizes[video], first_line[video] = size, line
+    return sizes
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json object_pairs_hook: a repeated key is an error (json keeps the last one silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ReadError(f"video or key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _frame_sizes_json(path: Path) -> dict[str, tuple[int, int]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except ReadError as err:
+        raise ReadError(f"{path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ReadError(f"{path}: expected an object {{\"<video id>\": [height, width]}}, got "
+                        f"{type(data).__name__}")  # fmt: skip
+    sizes = {}
+    for video, value in data.items():
+        if isinstance(value, list) and len(value) == 2:
+            height, width = value
+        elif isinstance(value, dict) and "height" in value and "width" in value:
+            height, width = value["height"], value["width"]
+        else:
+            raise ReadError(f"{path}, video {video!r}: expected [height, width] or "
+                            f"{{\"height\": h, \"width\": w}}, got {value!r}")  # fmt: skip
+        if isinstance(height, str) or isinstance(width, str):  # "480": a quoted number
+            raise ReadError(f"{path}, video {video!r}: height and width must be JSON integers, "
+                            f"got {value!r}")  # fmt: skip
+        sizes[video] = _frame_size(path, f"video {video!r}", height, width)
+    return sizes
 
 
 def pack_persons(frame_of: np.ndarray, persons: np.ndarray, num_frames: int) -> np.ndarray:

@@ -23,7 +23,10 @@ of its class folder. Without a ``splits`` folder every video is in one split, ``
 folder cannot be named ``splits``). A video listed in a split file but absent on disk stays in
 the split (ingest counts it as missing).
 
-Options: ``image_size`` ([H, W], required: OpenPose JSON does not record the frame size),
+Options: ``image_size`` ([H, W] of every video's frames: OpenPose JSON does not record the
+frame size), ``frame_sizes`` (a file in raw_dir giving each video folder's own frame size,
+``jmrn.readers.common.read_frame_sizes``; a video absent from it gets ``image_size``, or is
+skipped without one; one of the two options is required),
 ``class_names`` (text file, one class per line, index = line; default: the sorted class folder
 names; videos of a class folder absent from the file are skipped), ``layout`` (``auto``, the
 default, detects it from the first person found in the first frame files, which is cheap; a
@@ -44,7 +47,7 @@ from jmrn.readers.common import (
     MAX_FRAME_SPAN,
     SPLIT_FILE,
     class_folder_videos,
-    image_size_option,
+    frame_sizes_option,
     pack_persons,
     read_test_split_files,
 )
@@ -83,15 +86,24 @@ def _frame_files(video_dir: Path) -> list[Path]:
 
 def frame_numbers(files: list[Path]) -> list[int] | str:
     """The frame number of each frame file (its last digits before the suffix), or why the
-    files cannot be used."""
+    files cannot be used.
+
+    Every reason, here and in ``read_people``, starts with a fixed kind and puts the file
+    name and numbers after it in parentheses: ingest counts skips by that kind."""
     numbers = []
     for path in files:
         match = FRAME_NUMBER.search(path.name[: -len(FRAME_SUFFIX)])
         if match is None:
-            return f"{path.name}: no frame number before {FRAME_SUFFIX}"
+            return (f"frame file name without a frame number ({path.name}: no digits before "
+                    f"{FRAME_SUFFIX})")  # fmt: skip
         numbers.append(int(match.group(1)))
     if len(set(numbers)) != len(numbers):
-        return "two frame files have the same frame number"
+        first = {}
+        for number, path in zip(numbers, files, strict=True):
+            if number in first:
+                return (f"two frame files have the same frame number ({number} in "
+                        f"{first[number].name} and {path.name})")  # fmt: skip
+            first[number] = path
     return numbers
 
 
@@ -102,24 +114,25 @@ def read_people(path: Path, entry: dict) -> np.ndarray | str:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
-        return f"cannot parse {path.name} ({type(error).__name__}: {error})"
+        return f"cannot parse a frame file ({path.name}: {type(error).__name__}: {error})"
     people = data.get("people") if isinstance(data, dict) else None
     if not isinstance(people, list):
-        return f"{path.name} has no 'people' list"
+        return f"no 'people' list in a frame file ({path.name})"
     values = []
     for k, person in enumerate(people):
         flat = person_values(person)
         if not isinstance(flat, list):
-            return f"{path.name}: person {k} has no pose_keypoints_2d list"
+            return f"no pose_keypoints_2d list for a person ({path.name}, person {k})"
         if len(flat) != entry["values"]:
             found = LAYOUT_BY_VALUES.get(len(flat), "no known layout")
-            return (f"{path.name}: person {k} has {len(flat)} values ({found}), the "
-                    f"dataset's layout {entry['layout']} has {entry['values']}")  # fmt: skip
+            return (f"person with another layout's number of values ({path.name}, person {k} "
+                    f"has {len(flat)} values = {found}; the dataset's layout "
+                    f"{entry['layout']} has {entry['values']})")  # fmt: skip
         values.append(flat)
     try:
         poses = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as error:
-        return f"{path.name}: non-numeric keypoint values ({error})"
+        return f"non-numeric keypoint values ({path.name}: {error})"
     return poses.reshape(len(values), entry["values"] // 3, 3)
 
 
@@ -194,12 +207,12 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ReadError(f"raw directory {raw_dir} does not exist")
-    image_size = image_size_option(options, None)
+    sizes = frame_sizes_option(raw_dir, options)
     hmdb_split_dir = _hmdb_split_dir(raw_dir)
     exclude = (SPLIT_DIR,) + ((hmdb_split_dir.name,) if hmdb_split_dir else ())
     class_names, entries = class_folder_videos(raw_dir, options, exclude=exclude)
     for entry in entries:
-        entry["image_size"] = image_size
+        entry["image_size"] = sizes.of(entry["video_id"])  # (H, W), or why there is none
     layout = set_layout(entries, options)
     split_dir = raw_dir / SPLIT_DIR
     if hmdb_split_dir is not None:
@@ -209,7 +222,8 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         splits = _read_splits(split_dir)
     else:
         splits = {"all": [entry["video_id"] for entry in entries]}
-    return SourceIndex(layout, class_names, False, splits, entries, parallel=True)
+    return SourceIndex(layout, class_names, False, splits, entries, parallel=True,
+                       left_out=sizes.left_out(e["video_id"] for e in entries))  # fmt: skip
 
 
 def load(entry: dict) -> Video | Skipped:
@@ -222,6 +236,8 @@ def load(entry: dict) -> Video | Skipped:
     if entry.get("label") is None and "labels" not in entry:
         return skip(f"unknown label: class folder {entry['class_name']!r} is not in the "
                     "class list")  # fmt: skip
+    if isinstance(entry["image_size"], str):  # in neither source.frame_sizes nor image_size
+        return skip(entry["image_size"])
     files = _frame_files(Path(source))
     if not files:
         return skip(f"no *{FRAME_SUFFIX} frame files in the video folder")
@@ -238,7 +254,8 @@ def load(entry: dict) -> Video | Skipped:
     persons = np.concatenate(poses)
     first = min(numbers)
     if max(numbers) - first + 1 > MAX_FRAME_SPAN:
-        return skip(f"frame numbers {first}..{max(numbers)} span more than {MAX_FRAME_SPAN} frames")
+        return skip(f"frame numbers span more than {MAX_FRAME_SPAN} frames ({first}.."
+                    f"{max(numbers)})")  # fmt: skip
     keypoints = pack_persons(np.asarray(frame_of, dtype=np.int64) - first, persons,
                              max(numbers) - first + 1)  # fmt: skip
     # "labels": multi-hot datasets (Charades) give the label set of the video themselves
