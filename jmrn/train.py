@@ -43,7 +43,7 @@ from tqdm import tqdm
 from jmrn.augment import augment
 from jmrn.data import HeatmapDataset, stratified_split, validation_groups
 from jmrn.heatmaps_file import HeatmapsFile
-from jmrn.io import atomic_path, save_torch, write_json
+from jmrn.io import atomic_path, resume_checkpoint, save_torch, write_json
 from jmrn.layouts import layout_from_attrs
 from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
 from jmrn.metrics import multi_label_metrics, single_label_metrics
@@ -234,19 +234,15 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
 
     key = fingerprint(settings, heatmaps_path)
     state = {"epoch": 0, "history": [], "best": None}
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=dev, weights_only=True)
-        same = {k: saved.get("fingerprint", {}).get(k) == v for k, v in key.items()}
-        if all(same.values()) and saved.get("version") == CHECKPOINT_VERSION:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = {k: saved[k] for k in ("epoch", "history", "best")}
-            if rank == 0:
-                print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
-        elif rank == 0:
-            other = " and ".join(k for k, v in same.items() if not v) or "another version"
-            print(f"train: ignoring {checkpoint_path}: it was made with other {other}")
+    saved = resume_checkpoint(checkpoint_path, {"model": model, "optimizer": optimizer,
+                                                "scheduler": scheduler},
+                              fingerprint=key, version=CHECKPOINT_VERSION,
+                              state_keys=tuple(state), map_location=dev,
+                              log=print if rank == 0 else None)  # fmt: skip
+    if saved is not None:
+        state = {k: saved[k] for k in state}
+        if rank == 0:
+            print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
 
     epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed) \

@@ -4,10 +4,12 @@
 
 from tqdm import tqdm
 
+from jmrn.cli import concise_errors
 from jmrn.config import heatmap_options, load_params, section
 from jmrn.heatmaps_file import build_heatmaps
 from jmrn.io import write_json
 
+concise_errors("clip_heatmaps")
 params = load_params()
 name = params["dataset"]
 options, clips = heatmap_options(params), section(params, "clips")

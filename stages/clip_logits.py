@@ -6,10 +6,12 @@ clips.classifier = external) if it does not exist, so clip_select's dependency i
 
 from pathlib import Path
 
+from jmrn.cli import concise_errors
 from jmrn.config import load_params
 from jmrn.io import write_json
 from jmrn.predict import write_model_logits
 
+concise_errors("clip_logits")
 params = load_params()
 name = params["dataset"]
 summary = write_model_logits(f"models/{name}/clips/jmrn.pt", f"data/{name}/clips/heatmaps.h5",

@@ -9,11 +9,13 @@ clip features.
 import csv
 from pathlib import Path
 
+from jmrn.cli import concise_errors
 from jmrn.clip_selection import run_clip_selection
 from jmrn.config import average_precision, load_params, section, split_names
 from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.logits_file import Logits
 
+concise_errors("clip_select")
 params = load_params()
 name = params["dataset"]
 splits, clips, ranker = split_names(params), section(params, "clips"), section(params, "ranker")

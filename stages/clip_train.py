@@ -1,10 +1,12 @@
 """Stage clip_train: the clip classifier f, JMRN trained on data/<dataset>/clips/heatmaps.h5
 (every clip labelled with its video's label; validation clips come from held-out videos)."""
 
+from jmrn.cli import concise_errors
 from jmrn.config import clip_training_settings, load_params
 from jmrn.io import write_json
 from jmrn.train import train
 
+concise_errors("clip_train")
 params = load_params()
 name = params["dataset"]
 settings = clip_training_settings(params)

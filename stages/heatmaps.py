@@ -4,11 +4,13 @@ import time
 
 from tqdm import tqdm
 
+from jmrn.cli import concise_errors
 from jmrn.config import heatmap_options, load_params, section
 from jmrn.heatmaps_file import build_heatmaps
 from jmrn.io import write_json
 from jmrn.visualise import write_class_overview
 
+concise_errors("heatmaps")
 params = load_params()
 name = params["dataset"]
 start = time.perf_counter()

@@ -9,11 +9,13 @@ logits) if it does not exist, so that the fusion stage's dependency is there.
 import sys
 from pathlib import Path
 
+from jmrn.cli import concise_errors
 from jmrn.config import load_params
 from jmrn.io import write_json
 from jmrn.predict import write_model_logits
 
 model = sys.argv[1] if len(sys.argv) > 1 else "jmrn"
+concise_errors(f"logits@{model}")
 params = load_params()
 name = params["dataset"]
 summary = write_model_logits(f"models/{name}/{model}.pt", f"data/{name}/heatmaps.h5",

@@ -3,9 +3,11 @@
 from pathlib import Path
 
 from jmrn import synthetic
+from jmrn.cli import concise_errors
 from jmrn.config import load_params
 from jmrn.io import atomic_path
 
+concise_errors("synthesize")
 params = load_params()
 settings = params["datasets"]["synthetic"]["generator"]
 out_dir = Path(params["datasets"]["synthetic"]["raw_dir"])

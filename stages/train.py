@@ -7,11 +7,13 @@ Runs on one process, or under torchrun (`torchrun --nproc_per_node N stages/trai
 
 import sys
 
+from jmrn.cli import concise_errors
 from jmrn.config import load_params, training_settings
 from jmrn.io import write_json
 from jmrn.train import train
 
 model = sys.argv[1] if len(sys.argv) > 1 else "jmrn"
+concise_errors(f"train@{model}")
 params = load_params()
 name = params["dataset"]
 settings = training_settings(params, model)

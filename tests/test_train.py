@@ -132,3 +132,33 @@ def test_dataloader_workers_do_not_change_the_result(tiny_heatmaps, tmp_path):
     in_process = run(tiny_heatmaps, tmp_path / "a", settings)
     with_workers = run(tiny_heatmaps, tmp_path / "b", settings, loader_workers=2)
     assert in_process == with_workers
+
+
+def test_truncated_checkpoint_is_ignored_and_training_starts_over(tiny_heatmaps, tmp_path,
+                                                                  capsys):  # fmt: skip
+    reference = run(tiny_heatmaps, tmp_path)
+    checkpoint = tmp_path / "checkpoint.pt"
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes(whole[: len(whole) // 2])  # a save cut short, kept by DVC
+    capsys.readouterr()
+    metrics = run(tiny_heatmaps, tmp_path)
+    out = capsys.readouterr().out
+    assert f"train: ignoring {checkpoint}: cannot read it" in out
+    assert "training starts over" in out and "resuming" not in out
+    assert metrics == reference  # a full run from scratch, not a partial one
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3  # replaced by a good one
+
+
+def test_checkpoint_without_expected_keys_is_ignored(tiny_heatmaps, tmp_path, capsys):
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"]["epochs"] = 1
+    run(tiny_heatmaps, tmp_path, settings)
+    checkpoint = tmp_path / "checkpoint.pt"
+    saved = torch.load(checkpoint, weights_only=True)
+    del saved["optimizer"], saved["history"]
+    torch.save(saved, checkpoint)
+    capsys.readouterr()
+    metrics = run(tiny_heatmaps, tmp_path, settings)
+    out = capsys.readouterr().out
+    assert f"train: ignoring {checkpoint}: it lacks ['optimizer', 'history']" in out
+    assert metrics["epochs"] == 1 and "resuming" not in out
