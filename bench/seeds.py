@@ -64,7 +64,8 @@ def one_seed(params: dict, seed: int, out: Path, clips: bool) -> dict:
                            out / "logits" / f"{model}.h5")  # fmt: skip
     fusion = run_fusion([out / "logits" / f"{m}.h5" for m in MODELS],
                         train_split=splits["train"], test_split=splits["test"],
-                        settings={**section(params, "fusion"), "ap": average_precision(params)},
+                        settings=section(params, "fusion"), ap=average_precision(params),
+                        trained_here=len(MODELS),
                         skipped_by_ingest={s["video_id"] for s in ingest["skipped_videos"]})
     result["fusion"] = fusion["metrics"]
     if clips:
