@@ -1,17 +1,37 @@
 """Raw keypoints in any supported format -> keypoints.h5 plus a report of what was kept.
 
 Policy for bad input (documented in the README):
+
 * a problem with the dataset as a whole (missing folder, unreadable or unsafe annotation
-  file, unknown format, a layout that cannot be converted) raises an error naming the file;
-* a problem with one video (unreadable file, NaN coordinates, wrong joint count, no frames,
-  too few frames, unknown label, duplicate id) skips that video; every skip is listed in the
-  report with its source and reason, and counted per reason;
+  file, unknown format, a layout that cannot be converted, a video listed twice in a split or
+  in two splits that must be disjoint, an invalid ``ingest.*`` setting) raises an error naming
+  the file, video or key;
+* a problem with one video skips that video: unreadable file, malformed annotation field,
+  NaN/inf coordinates, wrong joint count, no frames, too few frames, a label that is not an
+  integer or not a class, a confidence above ``records.MAX_CONFIDENCE`` (not a probability),
+  more than ``max_outside_fraction`` of its detected joints outside the frame (a wrong
+  ``source.image_size``), non-finite values after the layout conversion, duplicate id. Every
+  skip is listed in the report with its source and reason, and counted per reason kind (the
+  reason without its per-video numbers and details);
+* what is tidied rather than skipped is counted in the report: joints outside the frame
+  (beyond ``frame_tolerance`` of its size) and joints exactly at ``placeholder_xy`` are set
+  missing, confidences in (1, MAX_CONFIDENCE] are clipped to 1;
 * if more than ``max_skipped_fraction`` of the videos are skipped, or none is kept, ingest
-  fails: a systematic problem must not pass as a few skips.
+  fails with the commonest skip reasons, their counts and an example video of each: a
+  systematic problem must not pass as a few skips.
+
+The report also describes what is not an error but may be one: classes with no kept video
+(overall and per split), per-joint statistics that expose placeholder joints (the fraction of
+frames in which a joint sits at exactly its previous pixel, and its commonest exact position),
+and the videos with the most joints outside the frame. Workers do the per-video work
+(``_load_checked``); the main process only checks ids, tallies and writes.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -24,31 +44,245 @@ from jmrn.keypoints_file import KeypointsWriter
 from jmrn.layouts import Layout, convert, get_layout
 from jmrn.parallel import ordered_map
 from jmrn.readers import detect_format, get_reader
-from jmrn.records import ReadError, Skipped, Video, check_video
+from jmrn.records import ReadError, Skipped, Video, check_placeholder_xy, check_video
+
+LISTED_VIDEOS = 100  # videos with joints outside the frame listed by name in the report
+TOP_REASONS = 5  # skip reasons (with an example each) in the message of a failed ingest
+POSITIONS_PER_VIDEO = 3  # commonest exact positions of each joint a worker reports
+POSITIONS_KEPT = 32  # ... and the main process keeps per joint (pruned to this, merged)
+POSITIONS_BUFFER = 1 << 16  # position rows the main process buffers between merges
+# A joint whose commonest exact pixel holds this share of its detections is listed under
+# suspected_placeholders: real detections (floats) almost never repeat a pixel that often.
+PLACEHOLDER_SUSPECT_FRACTION = 0.01
+# A number in a skip reason ("412 of 5883", "340x256", "1.2", "3e+38"), not inside a word.
+_NUMBER = re.compile(r"(?<![A-Za-z_\d.])[-+]?\d[\d.]*(?:e[-+]?\d+)?(?:x\d+)?")
 
 
 def _reason_kind(reason: str) -> str:
-    """The stable part of a skip reason, for counting ("unknown label(s) [7] ..." -> ...)."""
+    """The stable part of a skip reason, for counting: cut at the first detail (" (", ":",
+    "["), numbers replaced by N ("confidence 50 above 1.2: ..." -> "confidence N above N")."""
     for stop in (" (", ":", "["):
         reason = reason.split(stop)[0]
-    return reason.strip()
+    return _NUMBER.sub("N", reason.strip())
+
+
+def check_settings(*, min_frames: object, max_skipped_fraction: object,
+                   frame_tolerance: object, max_outside_fraction: object,
+                   placeholder_xy: object) -> tuple[float, float] | None:  # fmt: skip
+    """Validate the ``ingest`` section's values; errors name ``ingest.<key>``. Returns
+    placeholder_xy as a tuple (or None)."""
+
+    def fraction(key: str, value: object) -> None:
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or not 0 <= value <= 1):  # fmt: skip
+            raise ValueError(f"ingest.{key} must be a number in [0, 1], got {value!r}")
+
+    if not isinstance(min_frames, int) or isinstance(min_frames, bool) or min_frames < 1:
+        raise ValueError(f"ingest.min_frames must be an integer >= 1, got {min_frames!r}")
+    fraction("max_skipped_fraction", max_skipped_fraction)
+    fraction("frame_tolerance", frame_tolerance)
+    fraction("max_outside_fraction", max_outside_fraction)
+    return check_placeholder_xy(placeholder_xy, "ingest.placeholder_xy")
+
+
+def check_splits(splits: dict[str, list[str]], disjoint: list[tuple[str, ...]],
+                 where: str) -> None:  # fmt: skip
+    """A video listed twice in one split, or in two splits of a ``disjoint`` group (e.g. a
+    train and its test split), would be trained and tested on: an error naming it."""
+    for name, ids in splits.items():
+        twice = [v for v, n in Counter(ids).items() if n > 1]
+        if twice:
+            raise ReadError(f"{where}: video {twice[0]!r} is listed twice in split {name!r} "
+                            f"(and split {name!r}; {len(twice)} such video(s))")  # fmt: skip
+    for group in disjoint:
+        present = [name for name in dict.fromkeys(group) if name in splits]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                both = set(splits[a]) & set(splits[b])
+                if both:
+                    raise ReadError(f"{where}: video {sorted(both)[0]!r} is in split {a!r} and "
+                                    f"in split {b!r}, which must be disjoint ({len(both)} "
+                                    "such video(s))")  # fmt: skip
+
+
+def disjoint_splits_from_params(params: dict) -> list[tuple[str, ...]]:
+    """For every numbered split (``splits.all``, else the one split): its train and test
+    splits, ``also_test`` and ``detected`` splits, which must share no video."""
+    from jmrn.config import dataset_block, split_names
+
+    groups = []
+    for k in dataset_block(params)["splits"].get("all") or [None]:
+        names = split_names(params, k)
+        group = [names["train"], names["test"], *names.get("also_test", [])]
+        if names.get("detected"):
+            group.append(names["detected"])
+        groups.append(tuple(group))
+    return groups
+
+
+def _top_positions(rows: np.ndarray, keep: int, min_count: int = 1) -> np.ndarray:
+    """Rows (joint, x, y, count) with the counts of identical (joint, x, y) summed, and of
+    each joint only the ``keep`` commonest positions seen at least ``min_count`` times,
+    sorted by joint, commonest first."""
+    rows = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]  # faster than np.unique
+    new = np.ones(len(rows), bool)
+    new[1:] = (rows[1:, :3] != rows[:-1, :3]).any(axis=1)
+    keys = rows[new, :3]
+    counts = np.bincount(np.cumsum(new) - 1, weights=rows[:, 3], minlength=len(keys))
+    frequent = counts >= min_count
+    keys, counts = keys[frequent], counts[frequent]
+    order = np.lexsort((-counts, keys[:, 0]))
+    keys, counts = keys[order], counts[order]
+    rank = np.arange(len(counts)) - np.searchsorted(keys[:, 0], keys[:, 0])
+    return np.column_stack([keys, counts])[rank < keep]
+
+
+def joint_statistics(keypoints: np.ndarray) -> dict:
+    """Per joint of a (T, M, V, 3) video: detections, consecutive-frame pairs (same person
+    slot, detected in both), how many of those pairs sit at exactly the same pixel, and the
+    ``POSITIONS_PER_VIDEO`` commonest exact positions seen in at least 2 frames, as rows
+    (joint, x, y, count). A placeholder (a constant pixel for invisible joints) shows as a
+    high static fraction and one dominant position; real detections rarely repeat a pixel."""
+    present = keypoints[..., 2] > 0
+    both = present[1:] & present[:-1]
+    same = both & (keypoints[1:, ..., :2] == keypoints[:-1, ..., :2]).all(axis=-1)
+    joint = np.nonzero(present)[2]
+    xy = np.ascontiguousarray(keypoints[..., :2][present], dtype=np.float32)
+    # Candidates first: positions (of any joint) seen at least twice, found by sorting one
+    # 64-bit key per detection (the bits of x and y); usually few, so the exact per-joint
+    # count below is cheap whatever the video's length.
+    key = xy.view(np.uint64).ravel()
+    order = np.argsort(key)
+    equal = key[order[1:]] == key[order[:-1]]
+    repeated = np.zeros(len(key), bool)
+    repeated[order[1:][equal]] = repeated[order[:-1][equal]] = True
+    rows = np.column_stack([joint[repeated], xy[repeated],
+                            np.ones(int(repeated.sum()))]).astype(np.float64)  # fmt: skip
+    return {"joint_detected": present.sum(axis=(0, 1)), "joint_pairs": both.sum(axis=(0, 1)),
+            "joint_static": same.sum(axis=(0, 1)),
+            "positions": _top_positions(rows, POSITIONS_PER_VIDEO, min_count=2)}  # fmt: skip
 
 
 def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], source: Layout,
-                  target: Layout, num_classes: int, multi_label: bool,
-                  min_frames: int) -> Video | Skipped:  # fmt: skip
+                  target: Layout, num_classes: int, multi_label: bool, min_frames: int,
+                  frame_tolerance: float, max_outside_fraction: float,
+                  placeholder_xy: tuple[float, float] | None) -> Video | Skipped:  # fmt: skip
     """Worker: read one video, validate it and convert it to the target layout, so that the
     main process only checks ids and writes."""
     item = load(entry)
     if isinstance(item, Video):
-        item = check_video(item, source.num_joints, num_classes, multi_label)
+        item = check_video(item, source.num_joints, num_classes, multi_label,
+                           frame_tolerance=frame_tolerance,
+                           max_outside_fraction=max_outside_fraction,
+                           placeholder_xy=placeholder_xy)  # fmt: skip
     if isinstance(item, Video) and item.keypoints.shape[0] < min_frames:
         item = Skipped(item.video_id, item.source,
                        f"too short ({item.keypoints.shape[0]} frames, min_frames is "
                        f"{min_frames})")  # fmt: skip
     if isinstance(item, Video):
         item.keypoints = convert(item.keypoints, source, target)
+        if not np.isfinite(item.keypoints).all():  # e.g. a derived joint that overflowed
+            return Skipped(item.video_id, item.source, "non-finite values after the layout "
+                           f"conversion ({source.name} to {target.name})")  # fmt: skip
+        item.stats.update(joint_statistics(item.keypoints))
     return item
+
+
+def _pixel(value: float) -> float:
+    """A float32 coordinate as the shortest float that reads back as it (116.87, not
+    116.87000274658203), so a position copied from the report into placeholder_xy matches."""
+    return float(str(np.float32(value)))
+
+
+class _Tally:
+    """What the main process accumulates from the kept videos' ``stats`` for the report, in
+    memory bounded by the number of joints and of listed videos, not of videos."""
+
+    def __init__(self, num_joints: int) -> None:
+        self.counts = Counter()
+        self.joint = {k: np.zeros(num_joints, np.int64)
+                      for k in ("joint_detected", "joint_pairs", "joint_static")}  # fmt: skip
+        self.positions = np.zeros((0, 4))  # (joint, x, y, count), top POSITIONS_KEPT a joint
+        self._new_positions: list[np.ndarray] = []
+        self._buffered = 0
+        self.outside_videos: list[tuple[float, str, int, int]] = []  # min-heap by fraction
+        self.videos_with_outside = 0
+
+    def add(self, video: Video) -> None:
+        stats = video.stats
+        self.counts.update({k: stats.get(k, 0)
+                            for k in ("detected", "outside", "clipped", "placeholders")})
+        for key, total in self.joint.items():
+            total += stats[key]
+        self._new_positions.append(stats["positions"])
+        self._buffered += len(stats["positions"])
+        if self._buffered > POSITIONS_BUFFER:
+            self._merge_positions()
+        if stats.get("outside"):
+            self.videos_with_outside += 1
+            item = (stats["outside"] / stats["detected"], video.video_id, stats["outside"],
+                    stats["detected"])  # fmt: skip
+            if len(self.outside_videos) < LISTED_VIDEOS:
+                heapq.heappush(self.outside_videos, item)
+            else:
+                heapq.heappushpop(self.outside_videos, item)
+
+    def _merge_positions(self) -> None:
+        """Approximate (positions pruned earlier are forgotten), but a placeholder, frequent
+        in every video, is never pruned."""
+        rows = np.concatenate([self.positions, *self._new_positions])
+        self.positions = _top_positions(rows, POSITIONS_KEPT)
+        self._new_positions, self._buffered = [], 0
+
+    def report(self, joint_names: tuple[str, ...], frame_tolerance: float) -> dict:
+        self._merge_positions()
+        detected, outside = self.counts["detected"], self.counts["outside"]
+        first = {int(row[0]): row for row in self.positions[::-1]}  # each joint's commonest
+        joints, suspects = {}, []
+        for j, name in enumerate(joint_names):
+            n, pairs = int(self.joint["joint_detected"][j]), int(self.joint["joint_pairs"][j])
+            xy, count = ([_pixel(first[j][1]), _pixel(first[j][2])], int(first[j][3])) \
+                if j in first else (None, 0)  # fmt: skip
+            fraction = count / n if n else 0.0
+            joints[name] = {"detected": n,
+                            "static_fraction": int(self.joint["joint_static"][j]) / pairs
+                            if pairs else 0.0,
+                            "most_common_xy": xy, "most_common_fraction": fraction}  # fmt: skip
+            if fraction >= PLACEHOLDER_SUSPECT_FRACTION:
+                suspects.append({"joint": name, "xy": xy, "fraction": fraction})
+        listed = sorted(self.outside_videos, key=lambda item: (-item[0], item[1]))
+        return {
+            "joints_outside_frame": {"outside": outside, "detected": detected,
+                                     "fraction": outside / detected if detected else 0.0},
+            "frame_tolerance": frame_tolerance,
+            "videos_with_joints_outside": {
+                "count": self.videos_with_outside,
+                "listed": [{"video_id": v, "outside": o, "detected": d}
+                           for _, v, o, d in listed],
+            },  # fmt: skip
+            "confidences_clipped": self.counts["clipped"],
+            "placeholders_removed": self.counts["placeholders"],
+            "joint_positions": joints,
+            "suspected_placeholders": sorted(suspects, key=lambda s: -s["fraction"]),
+        }
+
+
+def _empty_classes(
+    class_names: list[str], labels: list[tuple[int, ...]], splits: dict[str, list[int]]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Classes with no kept video, and per split the classes with no video in it (splits
+    whose videos carry no labels at all, such as AVA's detected boxes, are left out)."""
+    owner = np.repeat(np.arange(len(labels)), [len(lab) for lab in labels])
+    flat = np.fromiter((k for lab in labels for k in lab), np.int64, len(owner))
+    k = len(class_names)
+    overall = [class_names[c] for c in np.flatnonzero(np.bincount(flat, minlength=k) == 0)]
+    per_split = {}
+    for name, indices in splits.items():
+        mask = np.isin(owner, indices)
+        if mask.any():
+            counts = np.bincount(flat[mask], minlength=k)
+            per_split[name] = [class_names[c] for c in np.flatnonzero(counts == 0)]
+    return overall, per_split
 
 
 def ingest(
@@ -61,14 +295,25 @@ def ingest(
     layout: str | None = None,
     min_frames: int = 3,
     max_skipped_fraction: float = 0.25,
+    frame_tolerance: float = 0.1,
+    max_outside_fraction: float = 0.2,
+    placeholder_xy: list[float] | None = None,
     required_splits: tuple[str, ...] = (),
+    disjoint_splits: list[tuple[str, ...]] = (),
     n_jobs: int = -1,
     progress=None,
 ) -> dict:
     """Read every video, validate it, convert it to ``layout`` and stream it to ``out_path``.
 
-    Returns the report (also meant to be written as reports/<dataset>/ingest.json).
+    ``disjoint_splits``: groups of split names that must share no video (see
+    ``disjoint_splits_from_params``). Returns the report (also meant to be written as
+    reports/<dataset>/ingest.json; ``ingest_metrics`` picks its counts).
     """
+    placeholder = check_settings(min_frames=min_frames,
+                                 max_skipped_fraction=max_skipped_fraction,
+                                 frame_tolerance=frame_tolerance,
+                                 max_outside_fraction=max_outside_fraction,
+                                 placeholder_xy=placeholder_xy)  # fmt: skip
     raw_dir = Path(raw_dir)
     if not raw_dir.exists():
         raise ReadError(f"raw data folder {raw_dir} does not exist: put the {dataset!r} files "
@@ -81,6 +326,7 @@ def ingest(
     if absent:
         raise ReadError(f"{raw_dir}: no split(s) {absent} in the {fmt} data, which has "
                         f"{sorted(index.splits)}; set datasets.{dataset}.splits")  # fmt: skip
+    check_splits(index.splits, list(disjoint_splits), str(raw_dir))
     source = get_layout(index.layout)
     target = get_layout(layout) if layout else source
     try:  # fail before reading any video
@@ -92,13 +338,16 @@ def ingest(
 
     load = partial(_load_checked, load=reader.load, source=source, target=target,
                    num_classes=num_classes, multi_label=index.multi_label,
-                   min_frames=min_frames)  # fmt: skip
+                   min_frames=min_frames, frame_tolerance=float(frame_tolerance),
+                   max_outside_fraction=float(max_outside_fraction),
+                   placeholder_xy=placeholder)  # fmt: skip
     loaded = ordered_map(load, index.entries, n_jobs if index.parallel else 1,
                          tasks_per_worker=64)  # fmt: skip
 
     kept_ids: dict[str, int] = {}
+    kept_labels: list[tuple[int, ...]] = []
     skipped: list[Skipped] = []
-    per_class = np.zeros(num_classes, dtype=np.int64)
+    tally = _Tally(target.num_joints)
     with atomic_path(out_path) as tmp:
         writer = KeypointsWriter(tmp, dataset=dataset, source_format=fmt, layout=target,
                                  class_names=index.class_names,
@@ -113,17 +362,18 @@ def ingest(
                     skipped.append(item)
                     continue
                 kept_ids[item.video_id] = len(kept_ids)
-                per_class[list(item.labels)] += 1
+                kept_labels.append(item.labels)
+                tally.add(item)
                 writer.add(item)
             total = len(kept_ids) + len(skipped)
             if not kept_ids:
-                raise ReadError(f"{raw_dir}: no usable video among {total} "
-                                f"({_summary(skipped)})")  # fmt: skip
+                raise ReadError(f"{raw_dir}: no usable video among {total}; "
+                                f"{_summary(skipped)}")  # fmt: skip
             if len(skipped) > max_skipped_fraction * total:
                 raise ReadError(
                     f"{raw_dir}: {len(skipped)} of {total} videos skipped, more than "
-                    f"max_skipped_fraction={max_skipped_fraction} ({_summary(skipped)}); see the "
-                    "reasons above, fix the data or raise ingest.max_skipped_fraction"
+                    f"ingest.max_skipped_fraction={max_skipped_fraction}; fix the data or "
+                    f"raise ingest.max_skipped_fraction. {_summary(skipped)}"
                 )
             splits, missing = {}, {}
             for name, ids in index.splits.items():
@@ -133,6 +383,9 @@ def ingest(
         except BaseException:
             writer.file.close()
             raise
+    empty, empty_per_split = _empty_classes(index.class_names, kept_labels, splits)
+    per_class = np.bincount([k for labels in kept_labels for k in labels],
+                            minlength=num_classes)  # fmt: skip
     return {
         "dataset": dataset,
         "format": fmt,
@@ -146,17 +399,52 @@ def ingest(
         "left_out": dict(index.left_out),
         "classes": num_classes,
         "videos_per_class": dict(zip(index.class_names, per_class.tolist(), strict=True)),
+        "empty_classes": empty,
+        "empty_classes_per_split": empty_per_split,
         "splits": {name: len(v) for name, v in splits.items()},
         "split_entries_not_kept": missing,
+        **tally.report(target.joints, float(frame_tolerance)),
         "skipped_videos": [vars(s) for s in skipped],
     }
 
 
+METRIC_KEYS = ("videos_read", "kept", "skipped", "skipped_by_reason", "left_out", "classes",
+               "splits", "joints_outside_frame", "confidences_clipped", "placeholders_removed")
+
+
+def ingest_metrics(report: dict) -> dict:
+    """The counts of a report that the stage writes as metrics (no per-video lists)."""
+    metrics = {k: report[k] for k in METRIC_KEYS}
+    metrics["empty_classes"] = len(report["empty_classes"])
+    metrics["empty_classes_per_split"] = {name: len(v) for name, v in
+                                          report["empty_classes_per_split"].items()}  # fmt: skip
+    return metrics
+
+
+def empty_classes_warning(report: dict) -> str | None:
+    """One line naming the classes without videos (overall and per split), or None."""
+    parts = [f"no kept video of class(es) {report['empty_classes']}"] \
+        if report["empty_classes"] else []  # fmt: skip
+    parts += [f"no video of {names} in split {split!r}"
+              for split, names in report["empty_classes_per_split"].items()
+              if names and set(names) != set(report["empty_classes"])]  # fmt: skip
+    if not parts:
+        return None
+    return f"warning: ingest {report['dataset']}: " + "; ".join(parts)
+
+
 def _summary(skipped: list[Skipped]) -> str:
-    """The commonest skip reasons, and the first skipped video's file and reason in full."""
-    counts = Counter(_reason_kind(s.reason) for s in skipped).most_common(3)
-    if not counts:
+    """The commonest skip reasons with their counts and one example (video, file, reason in
+    full) each, so the error says what went wrong without opening the report."""
+    if not skipped:
         return "nothing read"
-    first = skipped[0]
-    return (", ".join(f"{n}x {reason}" for reason, n in counts)
-            + f"; first: {first.source}: {first.reason}")
+    counts = Counter(_reason_kind(s.reason) for s in skipped)
+    example: dict[str, Skipped] = {}
+    for s in skipped:
+        example.setdefault(_reason_kind(s.reason), s)
+    lines = [f"{n}x {kind!r}, e.g. video {example[kind].video_id!r} ({example[kind].source}): "
+             f"{example[kind].reason}" for kind, n in counts.most_common(TOP_REASONS)]  # fmt: skip
+    if len(counts) > TOP_REASONS:
+        rest = sum(n for _, n in counts.most_common()[TOP_REASONS:])
+        lines.append(f"and {rest} more of {len(counts) - TOP_REASONS} other reason(s)")
+    return "Skip reasons:\n  " + "\n  ".join(lines)

@@ -1,14 +1,23 @@
 """What a reader hands to ingest: one record per video, or a reasoned skip.
 
-Readers parse their format; the checks that every format shares (shapes, finiteness, labels)
-live here, so a malformed video is rejected the same way whatever file it came from.
+Readers parse their format; the checks that every format shares (shapes, finiteness, labels,
+confidences, coordinates against the frame) live here, so a malformed video is rejected the
+same way whatever file it came from.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
+
+# Confidences above 1 are tolerated up to this value and clipped to 1. OpenPose's score is a
+# heatmap peak value, not a normalised probability, and can overshoot 1 by a few percent;
+# 1.2 leaves room for that, while anything clearly larger (a percentage, a count, a
+# coordinate in the score column) is not a probability: a skip.
+MAX_CONFIDENCE = 1.2
 
 
 class ReadError(ValueError):
@@ -25,6 +34,8 @@ class Video:
     image_size: (height, width) of the frames the coordinates refer to.
     labels: class indices (one for single-label datasets, any number for multi-label ones).
     boxes: optional (T, M, 4) float32 person boxes x1, y1, x2, y2 in source pixels (NaN = none).
+    stats: per-video tallies for the ingest report (what ``check_video`` tidied, joint
+    statistics); filled by ingest, never stored in keypoints.h5.
     """
 
     video_id: str
@@ -33,6 +44,7 @@ class Video:
     labels: tuple[int, ...]
     source: str
     boxes: np.ndarray | None = None
+    stats: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -61,20 +73,83 @@ class SourceIndex:
     left_out: dict[str, int] = field(default_factory=dict)
 
 
+def is_integer(value: object) -> bool:
+    """An int or numpy integer, not a bool: what a label or a size must be. Floats (even 3.0),
+    strings and None are refused rather than int()-ed, which would hide a wrong column."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def show(value: object) -> str:
+    """A value for a skip reason: strings quoted (so "3" and 3 differ), numbers plain."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return str(value.item())
+    if isinstance(value, tuple):
+        return "(" + ", ".join(show(v) for v in value) + ")"
+    return str(value)
+
+
+def image_size_problem(value: object) -> str | None:
+    """Why ``value`` is not a (height, width) pair of positive integers, or None if it is."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
+        return f"is {show(value)}, expected (height, width)"
+    if len(value) != 2:
+        return f"has {len(value)} values {show(tuple(value))}, expected (height, width)"
+    if not all(_whole(s) and s > 0 for s in value):
+        return f"is {show(tuple(value))}, expected two positive integers"
+    return None
+
+
+def _whole(value: object) -> bool:
+    """An integer, or a float with an integral value (240.0): sizes are lossless as int."""
+    if is_integer(value):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value)
+
+
+def check_placeholder_xy(value: object, key: str = "ingest.placeholder_xy") -> tuple | None:
+    """None, or [x, y] of two finite numbers; errors name ``key``."""
+    if value is None:
+        return None
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in value)):  # fmt: skip
+        raise ValueError(f"{key} must be null or [x, y] (two finite numbers), got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 def check_video(
-    video: Video, num_joints: int, num_classes: int, multi_label: bool
-) -> Video | Skipped:
+    video: Video, num_joints: int, num_classes: int, multi_label: bool, *,
+    frame_tolerance: float = 0.1, max_outside_fraction: float = 0.2,
+    placeholder_xy: tuple[float, float] | None = None,
+) -> Video | Skipped:  # fmt: skip
     """Validate and tidy one video; return it, or a ``Skipped`` that says what is wrong.
 
-    Tidying is limited to what the formats define: confidences above 1 (real OpenPose output)
-    are clipped, and coordinates of joints with confidence 0 are set to 0 (some formats store
-    NaN there). Everything else that is off is a skip with a reason, never a silent pass.
+    Tidying is limited to what real data needs, and every tidied value is counted in the
+    returned video's ``stats`` (for the ingest report):
+
+    * confidences in (1, ``MAX_CONFIDENCE``] are clipped to 1 (``clipped``); a larger one is
+      not a probability: skip;
+    * coordinates of joints with confidence 0 are set to 0 (some formats store NaN there);
+    * a detected joint exactly at ``placeholder_xy`` (source pixels) is set missing
+      (``placeholders``);
+    * a detected joint outside the frame enlarged by ``frame_tolerance`` of its width/height
+      on every side is set missing (``outside`` of ``detected``); if more than
+      ``max_outside_fraction`` of the detected joints are outside, the coordinates do not
+      belong to this frame size (wrong ``image_size``, normalised coordinates, garbage): skip.
+
+    Labels must be integers (not bools, floats or strings) in range. Everything else that is
+    off is a skip with a reason, never a silent pass.
     """
 
     def skip(reason: str) -> Skipped:
         return Skipped(video.video_id, video.source, reason)
 
-    kp = np.asarray(video.keypoints, dtype=np.float32)
+    try:
+        kp = np.asarray(video.keypoints, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        return skip(f"keypoints are not a numeric array ({error})")
     if kp.ndim != 4 or kp.shape[-1] != 3:
         return skip(f"keypoints have shape {kp.shape}, expected (T, M, V, 3)")
     frames, persons, joints, _ = kp.shape
@@ -84,33 +159,64 @@ def check_video(
         return skip("zero frames")
     if persons == 0:
         return skip("no person in any frame")
-    conf = kp[..., 2]
-    if not np.isfinite(conf).all():
-        return skip("non-finite confidence values")
-    if (conf < 0).any():
-        return skip(f"negative confidence {conf.min():.3g}")
-    present = conf > 0
-    bad = present & ~np.isfinite(kp[..., :2]).all(axis=-1)
-    if bad.any():
-        t, m, v = np.argwhere(bad)[0]
-        return skip(f"non-finite coordinates (first at frame {t}, person {m}, joint {v})")
-    if not present.any():
-        return skip("no joint detected in any frame")
-    kp = kp.copy()
-    kp[..., :2][~present] = 0.0
-    kp[..., 2] = np.minimum(conf, 1.0)
-    labels = tuple(int(label) for label in video.labels)
+    labels = tuple(video.labels) if isinstance(video.labels, (tuple, list)) else None
+    if labels is None:
+        return skip(f"labels are not a list: {show(video.labels)}")
+    not_int = [label for label in labels if not is_integer(label)]
+    if not_int:
+        return skip(f"label is not an integer: {show(not_int[0])}")
+    labels = tuple(int(label) for label in labels)
     if not multi_label and len(labels) != 1:
         return skip(f"{len(labels)} labels for a single-label dataset")
     unknown = [label for label in labels if not 0 <= label < num_classes]
     if unknown:
         return skip(f"unknown label(s) {unknown} (the class list has {num_classes} classes)")
+    problem = image_size_problem(video.image_size)
+    if problem:
+        return skip(f"invalid image size: image_size {problem}")
     height, width = (int(s) for s in video.image_size)
-    if height <= 0 or width <= 0:
-        return skip(f"invalid image size {video.image_size}")
+    conf = kp[..., 2]
+    if not np.isfinite(conf).all():
+        return skip("non-finite confidence values")
+    if (conf < 0).any():
+        return skip(f"negative confidence {conf.min():.3g}")
+    if conf.max() > np.float32(MAX_CONFIDENCE):
+        return skip(f"confidence {conf.max():.3g} above {MAX_CONFIDENCE}: not a probability")
+    present = conf > 0
+    bad = present & ~np.isfinite(kp[..., :2]).all(axis=-1)
+    if bad.any():
+        t, m, v = np.argwhere(bad)[0]
+        return skip(f"non-finite coordinates (first at frame {t}, person {m}, joint {v})")
+    x, y = kp[..., 0], kp[..., 1]
+    placeholder = np.zeros_like(present)
+    if placeholder_xy is not None:
+        px, py = (np.float32(c) for c in placeholder_xy)
+        placeholder = present & (x == px) & (y == py)
+        present &= ~placeholder
+    detected = int(present.sum())
+    if detected == 0:
+        return skip("no joint detected in any frame"
+                    + (f" ({int(placeholder.sum())} at placeholder_xy removed)"
+                       if placeholder.any() else ""))  # fmt: skip
+    tol = float(frame_tolerance)
+    outside = present & ((x < -tol * width) | (x > width * (1 + tol))
+                         | (y < -tol * height) | (y > height * (1 + tol)))  # fmt: skip
+    n_outside = int(outside.sum())
+    if n_outside > max_outside_fraction * detected:
+        return skip(f"{n_outside} of {detected} detected joints outside the {width}x{height} "
+                    f"frame (tolerance {tol * 100:g}%): wrong source.image_size?")  # fmt: skip
+    present &= ~outside
+    if not present.any():
+        return skip("no joint detected in any frame")
+    kp = kp.copy()
+    kp[~present] = 0.0
+    clipped = int((kp[..., 2] > 1).sum())
+    kp[..., 2] = np.minimum(kp[..., 2], 1.0)
     boxes = video.boxes
     if boxes is not None:
         boxes = np.asarray(boxes, dtype=np.float32)
         if boxes.shape != (frames, persons, 4):
             return skip(f"boxes have shape {boxes.shape}, expected {(frames, persons, 4)}")
-    return Video(video.video_id, kp, (height, width), labels, video.source, boxes)
+    stats = {"detected": detected, "outside": n_outside, "clipped": clipped,
+             "placeholders": int(placeholder.sum())}  # fmt: skip
+    return Video(video.video_id, kp, (height, width), labels, video.source, boxes, stats)

@@ -2,10 +2,12 @@
 
 from tqdm import tqdm
 
+from jmrn.cli import concise_errors
 from jmrn.config import all_split_names, dataset_block, load_params, section
-from jmrn.ingest import ingest
+from jmrn.ingest import disjoint_splits_from_params, empty_classes_warning, ingest, ingest_metrics
 from jmrn.io import write_json
 
+concise_errors("ingest")
 params = load_params()
 name, block = params["dataset"], dataset_block(params)
 settings = section(params, "ingest")
@@ -14,11 +16,23 @@ with tqdm(desc=f"ingest {name}", unit="video") as bar:
                     dataset=name, options=block.get("source"), layout=block.get("layout"),
                     min_frames=settings["min_frames"],
                     max_skipped_fraction=settings["max_skipped_fraction"],
+                    frame_tolerance=settings["frame_tolerance"],
+                    max_outside_fraction=settings["max_outside_fraction"],
+                    placeholder_xy=settings["placeholder_xy"],
                     required_splits=tuple(all_split_names(params)),
+                    disjoint_splits=disjoint_splits_from_params(params),
                     n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
 write_json(f"reports/{name}/ingest.json", report)
-counts = ("videos_read", "kept", "skipped", "skipped_by_reason", "left_out", "classes",
-          "splits")
-write_json(f"metrics/{name}/ingest.json", {k: report[k] for k in counts})
+write_json(f"metrics/{name}/ingest.json", ingest_metrics(report))
+outside = report["joints_outside_frame"]
 print(f"ingest {name}: read {report['videos_read']}, kept {report['kept']}, "
-      f"skipped {report['skipped']} {report['skipped_by_reason'] or ''}; splits {report['splits']}")
+      f"skipped {report['skipped']} {report['skipped_by_reason'] or ''}; "
+      f"splits {report['splits']}; joints outside the frame {outside['outside']} of "
+      f"{outside['detected']}, confidences clipped {report['confidences_clipped']}")  # fmt: skip
+if report["suspected_placeholders"]:
+    print(f"ingest {name}: possible placeholder joints (one exact pixel holds a large share of "
+          f"the detections; set ingest.placeholder_xy to remove them): "
+          f"{report['suspected_placeholders']}")  # fmt: skip
+warning = empty_classes_warning(report)
+if warning:
+    print(warning)

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+from jmrn.ingest import ingest
 from jmrn.readers import pyskl
 from jmrn.records import ReadError, Skipped, Video, check_video
 from jmrn.safe_pickle import load_pickle
@@ -45,7 +46,15 @@ def test_real_jhmdb_gt_pickle(shared_data):
     assert first.keypoints.shape == (39, 1, 15, 3) and first.image_size == (240, 320)
     assert (first.keypoints[..., 2] == 1).all()
     checked = [check_video(v, 15, 14, False) for v in videos]
-    assert all(isinstance(v, Video) for v in checked)
+    # The release's fixed pos_world -> pixel map puts the heads of three "jump" videos far
+    # above the frame: more than max_outside_fraction (0.2) of their joints are outside.
+    skipped = {v.video_id: v.reason for v in checked if isinstance(v, Skipped)}
+    assert sorted(skipped) == [f"jhmdb14_s1_train_{i:04d}_jump" for i in (257, 260, 264)]
+    assert all("detected joints outside the 320x240 frame" in r for r in skipped.values())
+    lenient = [check_video(v, 15, 14, False, max_outside_fraction=0.4) for v in videos]
+    assert all(isinstance(v, Video) for v in lenient)
+    outside = sum(v.stats["outside"] for v in lenient)
+    assert outside / sum(v.stats["detected"] for v in lenient) < 0.01  # README: 99.3% inside
     assert min(v.keypoints.shape[0] for v in videos) >= 15
 
 
@@ -138,3 +147,78 @@ def test_wrong_structure_and_missing_file(tmp_path):
     write(tmp_path / "y.pkl", [annotation("a", 0)])
     with pytest.raises(ReadError, match="exactly one"):
         pyskl.index(tmp_path, {})
+
+
+def test_malformed_fields_are_counted_skips_next_to_good_videos(tmp_path):
+    """Every malformed annotation is a skip naming its video and field, never an exception,
+    in index() (layout and class count inference) as in load()."""
+    good = [annotation(f"good{i}", i % 2, rng=np.random.default_rng(i)) for i in range(4)]
+    bad = {}
+
+    def plant(name, **fields):
+        ann = annotation(name, 0)
+        ann.update(fields)
+        bad[name] = ann
+
+    plant("label_none", label=None)
+    plant("label_str", label="3")
+    plant("label_float", label=1.7)
+    plant("label_bool", label=True)
+    plant("shape_int", img_shape=240)
+    plant("shape_3", img_shape=(240, 320, 3))
+    plant("shape_zero", img_shape=(0, 320))
+    plant("shape_negative", img_shape=(-240, 320))
+    plant("kp_str", keypoint="not an array")
+    plant("kp_ragged", keypoint=[[[[1.0, 2.0]] * 17] * 3, [[[1.0, 2.0]] * 17] * 2])
+    plant("kp_dict", keypoint={"x": 1})
+    plant("score_shape", keypoint_score=np.ones((1, 12, 5), np.float32))
+    plant("score_str", keypoint_score="high")
+    frame_dir_int = annotation(7, 0)
+    anns = good + list(bad.values()) + [frame_dir_int, ["not", "a", "dict"]]
+    path = write(tmp_path / "x.pkl", {"split": {"train": [a["frame_dir"] for a in good]},
+                                      "annotations": anns})  # fmt: skip
+    index = pyskl.index(tmp_path, {})  # class count from the integer labels only
+    assert index.layout == "coco17" and index.class_names == ["class_0", "class_1"]
+    n = len(good) + len(bad)
+    expected = {
+        "label_none": "label is not an integer: None",
+        "label_str": "label is not an integer: '3'",
+        "label_float": "label is not an integer: 1.7",
+        "label_bool": "label is not an integer: True",
+        "shape_int": "invalid image size: img_shape is 240, expected (height, width)",
+        "shape_3": "invalid image size: img_shape has 3 values (240, 320, 3), expected "
+                   "(height, width)",
+        "shape_zero": "invalid image size: img_shape is (0, 320), expected two positive "
+                      "integers",
+        "shape_negative": "invalid image size: img_shape is (-240, 320), expected two positive "
+                          "integers",
+        "kp_str": "keypoint is a str, not a numeric array",
+        "kp_dict": "keypoint is a dict, not a numeric array",
+        "score_shape": "keypoint_score has shape (1, 12, 5), expected (1, 12, 17)",
+        "score_str": "keypoint_score is a str, not a numeric array",
+        f"{path}[{n}]": "frame_dir is not a string: 7",
+        f"{path}[{n + 1}]": "annotation is a list, not a dict",
+    }  # fmt: skip
+    report = ingest("pyskl", tmp_path, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=1.0)  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons.pop("kp_ragged").startswith("keypoint is not a numeric array (ValueError: ")
+    assert reasons == expected
+    assert report["kept"] == 4 and report["splits"] == {"train": 4}
+    sources = {s["video_id"]: s["source"] for s in report["skipped_videos"]}
+    assert sources["label_none"] == f"{path}[4]"
+    assert report["skipped_by_reason"]["label is not an integer"] == 4
+    assert report["skipped_by_reason"]["invalid image size"] == 4
+
+
+def test_an_annotation_list_without_any_dict_is_a_dataset_error(tmp_path):
+    write(tmp_path / "x.pkl", {"split": {}, "annotations": [["a"], 3]})
+    with pytest.raises(ReadError, match="'annotations' must be a non-empty list of dicts"):
+        pyskl.index(tmp_path, {})
+
+
+def test_frame_sizes_is_an_error_for_a_pickle(tmp_path):
+    # the hmdb preset (format auto) with a table meant for OpenPose folders: not silently ignored
+    (tmp_path / "data.pkl").write_bytes(b"not read")
+    with pytest.raises(ReadError, match="source.frame_sizes is for OpenPose"):
+        pyskl.index(tmp_path, {"frame_sizes": "sizes.csv"})

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jmrn.ingest import ingest
 from jmrn.readers import get_reader, openpose, stgcn
 from jmrn.records import ReadError, Skipped, Video, check_video
 
@@ -296,3 +297,24 @@ def test_frames_without_skeletons_and_absurd_span(tmp_path: Path):
     videos = load_all(stgcn.index(tmp_path, {}))
     assert videos["none"].keypoints.shape == (2, 0, 18, 3)  # check_video: "no person"
     assert isinstance(videos["far"], Skipped) and "spans more than" in videos["far"].reason
+
+
+def test_ingest_sets_joints_beyond_the_normalised_frame_missing(tmp_path: Path):
+    """ST-GCN poses are fractions of the frame: a joint at x = 1.5 is outside it (beyond the
+    10% tolerance) and is set missing and counted; a video with mostly such joints is a skip."""
+    raw = make_dataset(tmp_path / "raw")
+    beyond = skeleton(18, 0.9)
+    beyond["pose"][0] = 1.5  # joint 0 x, 1.5 widths
+    beyond["pose"][3] = -0.2  # joint 1 y, -0.2 heights
+    write_video(raw / "train" / "beyond.json", {0: [beyond], 1: [skeleton(18, 0.9)]})
+    wide = skeleton(18, 0.9)
+    wide["pose"][0:36:2] = [2.0] * 18  # every x beyond the frame
+    write_video(raw / "train" / "wide.json", {0: [wide], 1: [wide]})
+    report = ingest("stgcn_json", raw, tmp_path / "k.h5", dataset="t", n_jobs=1, min_frames=1,
+                    max_skipped_fraction=0.5)  # fmt: skip
+    assert report["joints_outside_frame"]["outside"] == 2
+    assert report["videos_with_joints_outside"]["listed"] == [
+        {"video_id": "beyond", "outside": 2, "detected": 36}]  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons["wide"] == ("36 of 36 detected joints outside the 340x256 frame (tolerance "
+                               "10%): wrong source.image_size?")  # fmt: skip

@@ -6,6 +6,11 @@ annotations is accepted too), each ``ann`` with ``frame_dir``, ``label`` (int), 
 the score as a third coordinate of ``keypoint``; that is accepted. Releases without
 ``keypoint`` (PYSKL's Kinetics-400 keeps keypoints in separate files) are rejected.
 
+A malformed annotation (not a dict, ``frame_dir`` not a string, ``label`` not an integer,
+``img_shape`` not two positive integers, ``keypoint``/``keypoint_score`` not numeric arrays of
+the right shapes) is a skip naming the field; its video id is its ``frame_dir`` or, without a
+usable one, ``<file>[i]``. ``index`` only reads what parses (joint counts, integer labels).
+
 Options: ``file`` (pickle name inside raw_dir; default: its only ``.pkl``), ``class_names``
 (text file, one class per line, index = line), ``layout`` (``auto`` picks a built-in layout
 by joint count; or a built-in name, or the path of a layout YAML file). Integer coordinates
@@ -21,13 +26,37 @@ import numpy as np
 
 from jmrn.layouts import get_layout
 from jmrn.readers.common import class_names_from_file, find_single_file
-from jmrn.records import ReadError, Skipped, SourceIndex, Video
+from jmrn.records import (
+    ReadError,
+    Skipped,
+    SourceIndex,
+    Video,
+    image_size_problem,
+    is_integer,
+    show,
+)
 from jmrn.safe_pickle import load_pickle
 
 LAYOUT_BY_JOINTS = {15: "jhmdb15", 17: "coco17", 18: "openpose18", 25: "ntu25"}
 
 
+def _joint_count(keypoint: object) -> int | None:
+    """V of a well-formed (M, T, V, C) keypoint array, None for anything else (ragged lists,
+    strings, dicts): ``index`` must not crash on what ``load`` will skip with a reason."""
+    if isinstance(keypoint, np.ndarray):
+        shape = keypoint.shape if keypoint.dtype != object else None
+    else:
+        try:
+            shape = np.asarray(keypoint, dtype=np.float32).shape
+        except (TypeError, ValueError):
+            shape = None
+    return shape[2] if shape is not None and len(shape) == 4 else None
+
+
 def index(raw_dir: Path, options: dict) -> SourceIndex:
+    if options.get("frame_sizes"):  # e.g. the hmdb preset (format auto) given a pickle
+        raise ReadError("source.frame_sizes is for OpenPose keypoints: a PYSKL pickle's "
+                        "img_shape gives each video's frame size; set it to null")  # fmt: skip
     path = find_single_file(raw_dir, options.get("file"), "*.pkl")
     data = load_pickle(path)
     if isinstance(data, dict) and "annotations" in data:
@@ -39,15 +68,17 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
                         f"of annotations, got {type(data).__name__}")  # fmt: skip
     if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
         raise ReadError(f"{path}: 'split' must map split names to lists of frame_dir")
-    if not annotations or not all(isinstance(a, dict) for a in annotations):
+    if (not isinstance(annotations, list) or not annotations
+            or not any(isinstance(a, dict) for a in annotations)):  # fmt: skip
         raise ReadError(f"{path}: 'annotations' must be a non-empty list of dicts")
-    if not any("keypoint" in a for a in annotations):
+    dicts = [a for a in annotations if isinstance(a, dict)]
+    if not any("keypoint" in a for a in dicts):
         raise ReadError(
             f"{path}: no annotation has 'keypoint'. This looks like a PYSKL release that keeps "
             "keypoints in separate files (e.g. Kinetics-400); merge them into the pickle first"
         )
-    joint_counts = Counter(np.shape(a["keypoint"])[2] for a in annotations
-                           if "keypoint" in a and np.ndim(a["keypoint"]) == 4)  # fmt: skip
+    joint_counts = Counter(_joint_count(a["keypoint"]) for a in dicts if "keypoint" in a)
+    joint_counts.pop(None, None)
     layout = options.get("layout") or "auto"
     common = joint_counts.most_common(1)[0][0] if joint_counts else None
     if layout == "auto":
@@ -66,36 +97,78 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
                         f"{layout!r} has {expected}")  # fmt: skip
     if options.get("class_names"):
         class_names = class_names_from_file(options["class_names"])
-    else:
-        labels = [int(a["label"]) for a in annotations if "label" in a]
-        class_names = [f"class_{k}" for k in range(max(labels, default=-1) + 1)]
-    entries = [dict(a, _source=f"{path}[{i}]") for i, a in enumerate(annotations)]
+    else:  # non-integer labels are skipped by load(), so they do not count here
+        labels = [a["label"] for a in dicts if is_integer(a.get("label")) and a["label"] >= 0]
+        class_names = [f"class_{k}" for k in range(int(max(labels, default=-1)) + 1)]
+    entries = [{"_annotation": a, "_source": f"{path}[{i}]"} if not isinstance(a, dict)
+               else dict(a, _source=f"{path}[{i}]") for i, a in enumerate(annotations)]
     splits = {str(k): [str(v) for v in vids] for k, vids in splits.items()}
     return SourceIndex(layout, class_names, False, splits, entries, parallel=False)
 
 
+def _array(entry: dict, key: str) -> np.ndarray | str:
+    """``entry[key]`` as float32, or why it is not a numeric array."""
+    value = entry[key]
+    if isinstance(value, (str, bytes, dict)) or value is None:
+        return f"{key} is a {type(value).__name__}, not a numeric array"
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as error:  # ragged nested lists, objects
+        return f"{key} is not a numeric array ({type(error).__name__}: {error})"
+
+
+def _labels(entry: dict) -> tuple[int, ...] | str:
+    """The label(s) of an annotation, or why they are unusable (never int()-ed)."""
+    if "labels" in entry:
+        labels = entry["labels"]
+        if not isinstance(labels, (list, tuple, np.ndarray)):
+            return f"labels is not a list: {show(labels)}"
+        bad = [v for v in labels if not is_integer(v)]
+        return f"labels has a non-integer: {show(bad[0])}" if bad else tuple(labels)
+    label = entry["label"]
+    return (label,) if is_integer(label) else f"label is not an integer: {show(label)}"
+
+
 def load(entry: dict) -> Video | Skipped:
     source = entry["_source"]
-    video_id = str(entry.get("frame_dir", source))
+    if "_annotation" in entry:
+        return Skipped(source, source, f"annotation is a {type(entry['_annotation']).__name__}, "
+                                       "not a dict")  # fmt: skip
+    frame_dir = entry.get("frame_dir", source)
+    if not isinstance(frame_dir, str):
+        return Skipped(source, source, f"frame_dir is not a string: {show(frame_dir)}")
+    video_id = frame_dir
+
+    def skip(reason: str) -> Skipped:
+        return Skipped(video_id, source, reason)
+
     for key in ("keypoint", "label"):
         if key not in entry and not (key == "label" and "labels" in entry):
-            return Skipped(video_id, source, f"annotation has no '{key}'")
-    kp = np.asarray(entry["keypoint"], dtype=np.float32)
+            return skip(f"annotation has no '{key}'")
+    labels = _labels(entry)
+    if isinstance(labels, str):
+        return skip(labels)
+    kp = _array(entry, "keypoint")
+    if isinstance(kp, str):
+        return skip(kp)
     if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
-        return Skipped(video_id, source, f"keypoint has shape {kp.shape}, expected (M, T, V, 2)")
+        return skip(f"keypoint has shape {kp.shape}, expected (M, T, V, 2)")
     if "keypoint_score" in entry:
-        score = np.asarray(entry["keypoint_score"], dtype=np.float32)
+        score = _array(entry, "keypoint_score")
+        if isinstance(score, str):
+            return skip(score)
         if score.shape != kp.shape[:3]:
-            return Skipped(video_id, source, f"keypoint_score has shape {score.shape}, "
-                                             f"expected {kp.shape[:3]}")  # fmt: skip
+            return skip(f"keypoint_score has shape {score.shape}, expected {kp.shape[:3]}")
     elif kp.shape[-1] == 3:
         score = kp[..., 2]
     else:
-        return Skipped(video_id, source, "annotation has no 'keypoint_score'")
-    shape = entry.get("img_shape", entry.get("original_shape"))
-    if shape is None or len(shape) != 2:
-        return Skipped(video_id, source, "annotation has no img_shape (H, W)")
+        return skip("annotation has no 'keypoint_score'")
+    key = "img_shape" if "img_shape" in entry else "original_shape"
+    if key not in entry:
+        return skip("annotation has no img_shape (H, W)")
+    problem = image_size_problem(entry[key])
+    if problem:
+        return skip(f"invalid image size: {key} {problem}")
+    height, width = (int(s) for s in entry[key])
     keypoints = np.concatenate([kp[..., :2], score[..., None]], axis=-1).transpose(1, 0, 2, 3)
-    labels = tuple(entry["labels"]) if "labels" in entry else (int(entry["label"]),)
-    return Video(video_id, keypoints, (int(shape[0]), int(shape[1])), labels,
-                 source)  # fmt: skip
+    return Video(video_id, keypoints, (height, width), labels, source)
