@@ -11,7 +11,13 @@ Decisions taken here (method.md §10 asks for each to be deliberate):
   Cell i spans [i, i+1) in grid units, so its centre is at i + 0.5.
 * Blob: Gaussian with ``sigma`` grid cells, peak = keypoint confidence, cut to zero where
   |dx| > truncate*sigma or |dy| > truncate*sigma (a square support, so the blob is exactly
-  separable). Joints with confidence 0 (or below ``min_conf``) draw nothing.
+  separable). Joints with confidence 0 (or below ``min_conf``) draw nothing. The reach
+  truncate*sigma is at least half a cell, so a joint anywhere inside the grid draws at least
+  the cell it lies in (``Grid`` refuses a smaller one).
+* Absurd coordinates: a joint that is not finite, or lies farther than the reach outside the
+  grid (so it cannot touch any cell), is absent, decided in float before any integer cell
+  index is computed: one 1e30 or inf coordinate cannot overflow the window arithmetic and
+  blank or corrupt the rest of its video.
 * Persons: combined with a per-pixel max, like OpenPose's own confidence maps.
 * Temporal weights: the official code's discretisation (breakpoint at floor(T/2), §2.2) or
   the continuous PoTion formula (§2.1). Both form a partition of unity over channels.
@@ -40,13 +46,42 @@ class TooShortError(ValueError):
     """A video with fewer frames than temporal channels."""
 
 
+MIN_REACH = 0.5
+"""Smallest blob reach truncate*sigma, in cells: a joint is at most half a cell from the centre
+of the cell it lies in, so with this reach every joint inside the grid draws that cell."""
+
+
 @dataclass(frozen=True)
 class Grid:
+    """The heatmap grid and the blob drawn for each joint (module docstring); checked when
+    made, so the library used directly is as safe as the pipeline, which checks params.yaml."""
+
     height: int = 64
     width: int = 86
     sigma: float = 1.0
     truncate: float = 3.0
     min_conf: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Grid.{name} must be an integer >= 1, got {value!r}")
+        for name in ("sigma", "truncate", "min_conf"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not np.isfinite(value):  # fmt: skip
+                raise ValueError(f"Grid.{name} must be a finite number, got {value!r}")
+        if self.sigma <= 0 or self.truncate <= 0:
+            raise ValueError(f"Grid.sigma ({self.sigma}) and Grid.truncate ({self.truncate}) "
+                             "must be > 0")  # fmt: skip
+        if self.truncate * self.sigma < MIN_REACH:
+            raise ValueError(f"Grid.truncate * Grid.sigma = {self.truncate * self.sigma:g} is "
+                             f"below {MIN_REACH}: a joint inside the grid could draw nothing, "
+                             "not even the cell it lies in")  # fmt: skip
+        if not 0 <= self.min_conf < 1:
+            raise ValueError(f"Grid.min_conf must be in [0, 1), got {self.min_conf!r} (1 or "
+                             "more would drop every joint)")  # fmt: skip
 
 
 def temporal_weights(num_frames: int, channels: int = 3, discretisation: str = "code"):
@@ -85,15 +120,23 @@ def temporal_weights(num_frames: int, channels: int = 3, discretisation: str = "
 def to_grid(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid) -> np.ndarray:
     """Map (..., 3) keypoints from source pixels to grid units (aspect-preserving fit, centred).
 
-    Confidences below ``grid.min_conf`` become 0, and so do coordinates of absent joints.
+    Confidences below ``grid.min_conf`` become 0, and so do coordinates of absent joints. A
+    joint whose grid position is not finite or lies farther than the blob's reach outside the
+    grid is absent too: it could draw nothing, and its huge cell index would overflow the
+    integer window bounds of ``axis_profile`` (one 1e30 would corrupt the whole video).
     """
     img_h, img_w = image_size
     scale = min(grid.height / img_h, grid.width / img_w)
     offset = np.array([(grid.width - img_w * scale) / 2, (grid.height - img_h * scale) / 2])
     out = np.empty(keypoints.shape, dtype=np.float32)
     conf = keypoints[..., 2]
-    present = (conf > 0) & (conf >= grid.min_conf)
-    out[..., :2] = np.where(present[..., None], keypoints[..., :2] * scale + offset, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, nan: dropped just below
+        xy = keypoints[..., :2] * scale + offset
+    reach = grid.truncate * grid.sigma
+    limit = np.array([grid.width, grid.height]) + reach
+    reachable = ((xy >= -reach) & (xy <= limit)).all(axis=-1)  # False for nan and inf
+    present = (conf > 0) & (conf >= grid.min_conf) & np.isfinite(conf) & reachable
+    out[..., :2] = np.where(present[..., None], xy, 0.0)
     out[..., 2] = np.where(present, conf, 0.0)
     return out
 

@@ -325,7 +325,8 @@ def ingest(
     absent = [s for s in required_splits if s not in index.splits]
     if absent:
         raise ReadError(f"{raw_dir}: no split(s) {absent} in the {fmt} data, which has "
-                        f"{sorted(index.splits)}; set datasets.{dataset}.splits")  # fmt: skip
+                        f"{sorted(index.splits)}; set the top-level split (-S split=N) or "
+                        f"datasets.{dataset}.splits")  # fmt: skip
     check_splits(index.splits, list(disjoint_splits), str(raw_dir))
     source = get_layout(index.layout)
     target = get_layout(layout) if layout else source

@@ -191,8 +191,10 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         wanted = [settings["splits"]["train"], settings["splits"]["test"], *also_test]
         missing = [s for s in wanted if s not in hf.splits]
         if missing:
-            raise ValueError(f"{heatmaps_path}: no split(s) {missing}; it has "
-                             f"{sorted(hf.splits)} (set the dataset's splits)")  # fmt: skip
+            raise ValueError(f"{heatmaps_path}: no split(s) {missing}, which params.yaml asks "
+                             f"for; the data has {sorted(hf.splits)}: pick one it has with the "
+                             "top-level split (-S split=N), or set the dataset's splits.train "
+                             "/ .test / .also_test")  # fmt: skip
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
         extra_idx = {name: hf.splits[name] for name in also_test}

@@ -259,3 +259,71 @@ def test_box_context_needs_the_actors_box(tmp_path):
     with pytest.raises(ValueError, match="has no person boxes"):
         build_heatmaps(tmp_path / "keypoints.h5", tmp_path / "h.h5", Grid(height=8, width=8),
                        n_jobs=1, box_margin=0.1)  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 3e38, np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_an_absurd_coordinate_renders_as_the_joint_missing(value, axis):
+    """One huge, infinite or NaN coordinate in one joint of one frame: the video renders
+    exactly as with that joint missing (it used to overflow the integer window bounds and
+    blank or corrupt the whole video), and as the per-frame reference renders it."""
+    rng = np.random.default_rng(11)
+    kp = random_keypoints(rng, 9, 2, 5, missing=0.0)
+    kp[:, 1, :, :2] = kp[:, 0, :, :2] + rng.normal(0, 3, kp[:, 1, :, :2].shape)  # overlap
+    grid = Grid(height=16, width=22)
+    absurd, missing = kp.copy(), kp.copy()
+    absurd[4, 0, 2, axis] = value
+    missing[4, 0, 2] = 0
+    fast = aggregate(absurd, IMAGE, grid)
+    np.testing.assert_array_equal(fast, aggregate(missing, IMAGE, grid))
+    np.testing.assert_allclose(fast, aggregate_reference(absurd, IMAGE, grid), atol=1e-5)
+    assert np.isfinite(fast).all() and fast[:, 2].max() > 0  # the joint's other frames drew
+
+
+def test_a_joint_outside_the_grid_but_within_reach_still_draws():
+    """Only joints beyond the blob's reach are dropped: one a cell outside the grid still
+    lights the border cells, as the reference renders it."""
+    grid = Grid(height=16, width=22, sigma=1.0, truncate=3.0)
+    kp = np.zeros((3, 1, 2, 3), np.float32)
+    scale = 16 / 240
+    x_off = (22 - 320 * scale) / 2
+    y = 8.5 / scale  # the centre of row 8
+    kp[:, 0, 0] = ((-1.0 - x_off) / scale, y, 1.0)  # grid x = -1: reach 3 touches cells 0, 1
+    kp[:, 0, 1] = ((-3.5 - x_off) / scale, y, 1.0)  # grid x = -3.5: beyond the reach
+    heat = aggregate(kp, IMAGE, grid)
+    np.testing.assert_allclose(heat, aggregate_reference(kp, IMAGE, grid), atol=1e-6)
+    # 3 frames, channels summing to 1 per frame; cell 0's centre is 1.5 cells away
+    assert heat[:, 0, 8, 0].sum() == pytest.approx(3 * np.exp(-0.5 * 1.5**2), rel=1e-5)
+    assert heat[:, 0, :, 2:].max() == 0 and heat[:, 1].max() == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"height": 0}, "Grid.height must be an integer >= 1, got 0"),
+    ({"width": 21.5}, "Grid.width must be an integer >= 1, got 21.5"),
+    ({"height": True}, "Grid.height must be an integer >= 1, got True"),
+    ({"sigma": 0}, "must be > 0"),
+    ({"sigma": float("nan")}, "Grid.sigma must be a finite number"),
+    ({"truncate": -1.0}, "must be > 0"),
+    ({"sigma": "1.0"}, "Grid.sigma must be a finite number"),
+    ({"sigma": 0.1}, "Grid.truncate * Grid.sigma = 0.3 is below 0.5: a joint inside the grid "
+                     "could draw nothing, not even the cell it lies in"),
+    ({"min_conf": 1.0}, "Grid.min_conf must be in [0, 1)"),
+])  # fmt: skip
+def test_grid_checks_itself(kwargs, message):
+    with pytest.raises(ValueError) as caught:
+        Grid(**kwargs)
+    assert message in str(caught.value)
+    Grid(height=np.int64(8), width=9, sigma=0.25, truncate=2.0)  # half a cell: enough
+
+
+def test_at_the_smallest_reach_every_joint_inside_the_grid_draws_its_own_cell():
+    """truncate * sigma = 0.5 (the least Grid allows): a joint anywhere in a cell, corners
+    included, lights that cell; with less, a joint at a corner would draw nothing."""
+    grid = Grid(height=8, width=8, sigma=0.25, truncate=2.0)
+    corners = np.array([[0.0, 0.0], [0.999, 0.999], [0.5, 0.0], [3.0, 5.999]])  # grid units
+    kp = np.zeros((3, 1, len(corners), 3), np.float32)
+    kp[..., :2] = corners * 240 / 8  # a square 240x240 frame fills the 8x8 grid
+    kp[..., 2] = 1.0
+    heat = aggregate(kp, (240, 240), grid).sum(axis=0)  # (V, H, W)
+    cells = np.floor(corners).astype(int)
+    assert (heat[np.arange(len(corners)), cells[:, 1], cells[:, 0]] > 0).all()

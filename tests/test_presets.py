@@ -41,6 +41,8 @@ def make_project(tmp_path: Path, dataset: str, source: dict, **block) -> Path:
     params["compute"]["n_jobs"] = 1
     params["datasets"][dataset]["source"].update(source)
     params["datasets"][dataset].update(block)
+    if dataset in ("hmdb", "jhmdb"):  # their val_group parses HMDB file names; ours are not
+        params["datasets"][dataset]["train"]["val_group"] = None
     for section, values in TINY.items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -217,6 +219,33 @@ def test_jhmdb14_gt_on_the_real_poses(tmp_path, shared_data):
     out = check_outputs(root, "jhmdb14_gt", 609, 15)
     assert out["report"]["splits"] == {"train1": 433, "test1": 176}
     assert out["report"]["layout"] == "jhmdb15"
+    # all_splits without splits.all: the numbered splits the data has (split 1 only here)
+    run_stages(root, "-m jmrn.all_splits")
+    summary = json.loads((root / "metrics/jhmdb14_gt/splits.json").read_text())["jmrn"]
+    assert set(summary) == {"split1", "mean", "std"}
+    # a split the data lacks: the stage fails naming it and the splits the data has
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["split"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.run([sys.executable, "stages/ingest.py"], cwd=root, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+    assert proc.returncode != 0
+    assert "'test2', 'train2'" in proc.stderr and "'test1', 'train1'" in proc.stderr
+
+
+def test_a_split_number_the_preset_cannot_honour_stops_every_stage(tmp_path):
+    """`-S split=2` on a dataset whose split names have no {split} used to be ignored."""
+    root = make_project(tmp_path, "synthetic", {})
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["split"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in ("stages/ingest.py", "stages/heatmaps.py", "stages/train.py"):
+        proc = subprocess.run([sys.executable, stage], cwd=root, capture_output=True,
+                              text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+        assert proc.returncode != 0
+        assert "split = 2 asks for split 2, but datasets.synthetic.splits.train ('train')" \
+            in proc.stderr  # fmt: skip
+    assert not (root / "data").exists()  # nothing was read or written
 
 
 def test_jhmdb_from_its_own_release_layout(tmp_path, data):
