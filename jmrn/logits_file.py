@@ -92,13 +92,14 @@ class Logits:
             self.multi_label: bool | None = None if multi is None else bool(multi)
             self.params_hash = str(attrs.get("params_hash", ""))
             self.video_ids = _strings(f["video_id"][:])
-            self.logits = np.asarray(f["logits"][:], np.float32)
+            self.logits = self._real(f, "logits")
             n = len(self.video_ids)
-            self.features = (np.asarray(f["features"][:], np.float32) if "features" in f
+            self.features = (self._real(f, "features") if "features" in f
                              else np.zeros((n, 0), np.float32))  # fmt: skip
-            self.labels = f["labels"][:].astype(bool) if "labels" in f else None
+            self.labels = self._labels(f) if "labels" in f else None
             self.parent_ids = _strings(f["parent_id"][:]) if "parent_id" in f else None
-            self.splits = {name: ds[:] for name, ds in f.get("splits", {}).items()}
+            self.splits = {name: self._rows(ds, f"splits/{name}", n)
+                           for name, ds in f.get("splits", {}).items()}  # fmt: skip
         k = len(self.class_names)
         if self.logits.shape != (n, k) or self.features.ndim != 2 or len(self.features) != n:
             raise ValueError(f"{self.path}: {n} ids and {k} classes, but logits "
@@ -109,6 +110,34 @@ class Logits:
             raise ValueError(f"{self.path}: logits contain NaN or infinity")
         if len(set(self.video_ids)) != n:
             raise ValueError(f"{self.path}: a video id appears twice")
+
+    def _real(self, f: h5py.File, name: str) -> np.ndarray:
+        """A float32 copy of a real-valued dataset; bool, complex or text values are an error
+        (a cast would silently turn True into 1.0 or drop an imaginary part)."""
+        kind = f[name].dtype.kind
+        if kind not in "fiu":
+            raise ValueError(f"{self.path}: {name} has dtype {f[name].dtype}; it must hold real "
+                             "numbers (float or int), not bool, complex or text")  # fmt: skip
+        return np.asarray(f[name][:], np.float32)
+
+    def _labels(self, f: h5py.File) -> np.ndarray:
+        """Multi-hot labels: bool, or integers that are all 0 or 1."""
+        labels = f["labels"][:]
+        if labels.dtype.kind not in "biu" or (labels.dtype.kind != "b" and
+                                              not np.isin(labels, (0, 1)).all()):  # fmt: skip
+            raise ValueError(f"{self.path}: labels must be multi-hot (bool, or 0/1 integers), "
+                             f"got dtype {labels.dtype}")  # fmt: skip
+        return labels.astype(bool)
+
+    def _rows(self, ds: h5py.Dataset, name: str, n: int) -> np.ndarray:
+        """A split's row indices: integers in [0, n), each once."""
+        rows = ds[:]
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise ValueError(f"{self.path}: {name} must be a 1-D array of row indices, got "
+                             f"{rows.dtype} {rows.shape}")  # fmt: skip
+        if len(rows) and (rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != len(rows)):
+            raise ValueError(f"{self.path}: {name} has row indices outside [0, {n}) or twice")
+        return rows
 
     def rows(self, video_ids: list[str]) -> np.ndarray:
         """Row indices of ``video_ids``; an id this file lacks is an error naming it."""

@@ -72,3 +72,34 @@ def test_non_finite_logits_and_missing_fields_are_rejected(tmp_path):
         f["logits"] = np.zeros((1, 2))
     with pytest.raises(ValueError, match="missing video_id, attribute class_names"):
         Logits(tmp_path / "bare.h5")
+
+
+def minimal(path, **datasets):
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format_version=1, class_names=["a", "b"])
+        f["video_id"] = np.array(["v1", "v2"], dtype="S")
+        f["logits"] = np.array([[0.5, -1.0], [2.0, 0.0]])
+        for name, value in datasets.items():
+            if name in f:
+                del f[name]
+            f[name] = value
+    return path
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("logits", np.array([[True, False], [False, True]]), "logits has dtype bool"),
+    ("logits", np.array([[1 + 2j, 0], [0, 1j]]), "logits has dtype complex"),
+    ("logits", np.array([["1", "2"], ["3", "4"]], dtype="S"), "logits has dtype"),
+    ("features", np.array([[True], [False]]), "features has dtype bool"),
+    ("labels", np.array([[2, 0], [0, 1]]), "labels must be multi-hot"),
+    ("labels", np.array([[0.7, 0.0], [0.0, 1.0]]), "labels must be multi-hot"),
+    ("splits/train", np.array([0, 2]), r"splits/train has row indices outside \[0, 2\)"),
+    ("splits/train", np.array([1, 1]), "or twice"),
+    ("splits/train", np.array([0.0, 1.0]), "1-D array of row indices"),
+])  # fmt: skip
+def test_values_of_the_wrong_kind_are_rejected_not_cast(tmp_path, name, value, message):
+    # a cast would turn True into 1.0, drop an imaginary part, or round a soft label
+    with pytest.raises(ValueError, match=message):
+        Logits(minimal(tmp_path / "x.h5", **{name: value}))
+    read = Logits(minimal(tmp_path / "ok.h5", labels=np.array([[1, 0], [0, 1]], np.uint8)))
+    assert read.labels.dtype == bool and read.labels.sum() == 2
