@@ -158,11 +158,19 @@ def test_external_logits_are_fused_and_mismatches_are_errors(project):
         assert fusion["best_single"] == "rgb"
         assert fusion["weights"]["rgb"] > max(fusion["weights"]["jmrn"],
                                               fusion["weights"]["potion"])  # fmt: skip
-        write_external(external, pose.video_ids[1:], labels[1:], pose.class_names, 4.0)
-        proc = subprocess.run(["dvc", "repro"], cwd=project, env=project_env(project),
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert proc.returncode != 0
-        assert "rgb.h5 has no logits for 1 of the" in proc.stdout + proc.stderr
+        # fusion needs every held-out (model_selection) and test video: drop one of each
+        for split in ("model_selection", "test"):
+            drop = int(pose.splits[split][0])
+            keep = [i for i in range(len(pose.video_ids)) if i != drop]
+            write_external(external, [pose.video_ids[i] for i in keep], labels[keep],
+                           pose.class_names, 4.0)  # fmt: skip
+            proc = subprocess.run(["dvc", "repro"], cwd=project, env=project_env(project),
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert proc.returncode != 0
+            output = proc.stdout + proc.stderr
+            assert "rgb.h5" in output and "no logits for 1 of the" in output
+            assert pose.video_ids[drop] in output
+            assert "Traceback" not in proc.stderr  # one clear line, not a stack
     finally:
         external.unlink(missing_ok=True)
     run(project, "dvc", "repro")
