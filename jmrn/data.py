@@ -123,7 +123,7 @@ class HeatmapDataset(Dataset):
         # "max" divides by the maximum of the crop, as the authors do (normalisation follows the
         # crop), not by the stored full-grid max_norm: a joint whose peak fell outside the crop
         # would otherwise never reach 1 in the network's input.
-        crop_max = heat.max(axis=(-2, -1))
+        crop_max = heat.max(axis=(-2, -1)) if self.normalisation == "max" else None
         heat = normalise(heat, self.area_norm[item], crop_max, self.normalisation)
         if heat.shape[-2:] != (ch, cw):  # smaller than the crop: pad with zeros, centred
             pad_h, pad_w = ch - heat.shape[-2], cw - heat.shape[-1]

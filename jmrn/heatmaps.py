@@ -256,7 +256,7 @@ def hflip(heat: np.ndarray, flip_permutation: np.ndarray) -> np.ndarray:
     return heat[..., flip_permutation, :, ::-1]
 
 
-def normalise(heat: np.ndarray, area_norm: np.ndarray, max_norm: np.ndarray,
+def normalise(heat: np.ndarray, area_norm: np.ndarray, max_norm: np.ndarray | None,
               method: str) -> np.ndarray:  # fmt: skip
     """Apply a normalisation to (..., C, V, H, W) heatmaps with the stored normalisers.
 
