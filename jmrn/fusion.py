@@ -15,9 +15,9 @@ Decisions (method.md §8.1, issue 12 item 1.1):
   from runs with different training settings (or one is stale), and with independent
   carvings the intersection is only about ``val_fraction``^2 of the training videos (2 % at
   0.15), too few to fit on, and a silent shrinking of the fit set the params do not say.
-  External modalities (``data/<dataset>/external/*.h5``) must have logits for those videos
+  External modalities (``external/<dataset>/*.h5``) must have logits for those videos
   too, produced by a model that did **not** train on them (this cannot be checked here: it
-  is the provider's responsibility, see the README).
+  is the provider's responsibility, see docs/fusion_and_clips.md).
 * **Fit to convergence.** The objective, cross-entropy (single-label) or BCE (multi-label) of
   the fused logits plus ``l2_penalty * sum(w^2)``, is convex in the weights (a convex loss of a
   linear function of them) and, with a penalty > 0, strictly convex: it has one minimum, and

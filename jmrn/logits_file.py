@@ -18,8 +18,9 @@ Schema, format version 1 (N rows, K classes, F feature dimensions):
     splits/<name> (n,)  int64    optional: sorted row indices of the videos in that split
 
 Logits of any other model (RGB, optical flow, ...) in this schema can be fused with the pose
-model: drop one file per modality into ``data/<dataset>/external/`` (``write_logits`` writes
-one; so does a few lines of h5py). Modalities are aligned by video id; a video missing from a
+model: drop one file per modality into ``external/<dataset>/`` (``write_logits`` writes
+one; so does a few lines of h5py); a clip model's file goes into ``external/<dataset>/clips/``
+(``external_files``). Modalities are aligned by video id; a video missing from a
 modality, an unknown id, or a class list that differs is an error, never a silent drop
 (``align``).
 """
@@ -35,6 +36,26 @@ from jmrn.io import atomic_path
 
 FORMAT_VERSION = 1
 KIND = "jmrn.logits"
+EXTERNAL_ROOT = Path("external")
+
+
+def external_files(dataset: str, clips: bool = False, root: Path = EXTERNAL_ROOT) -> list[Path]:
+    """The other modalities' logits files of a dataset: ``external/<dataset>/*.h5`` (video
+    level) or ``external/<dataset>/clips/*.h5`` (clip level), sorted by name.
+
+    The drop-in folder is ``external/``, a folder git tracks, not ``data/<dataset>/``: the fusion
+    and clip_select stages depend on it, and a dependency must exist in every checkout (a fresh
+    clone, the temporary workspace of a queued ``dvc exp run``) even when no stage has run
+    there. Files left in the old ``data/<dataset>/external*`` folders are an error, not
+    silently ignored.
+    """
+    for old in (Path("data") / dataset / "external", Path("data") / dataset / "external_clips"):
+        if any(old.glob("*.h5")):
+            new = root / dataset / ("clips" if old.name == "external_clips" else "")
+            raise ValueError(f"{old}/ holds logits files, but other modalities' logits now go in "
+                             f"{new}/ (git tracks external/, so every checkout has it): move them")
+    folder = root / dataset / "clips" if clips else root / dataset
+    return sorted(folder.glob("*.h5"))
 
 
 def write_logits(path: str | Path, *, dataset: str, model: str, params_hash: str,
@@ -80,8 +101,8 @@ class Logits:
             if attrs.get("kind", KIND) != KIND or attrs.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"{self.path}: not a jmrn logits file of format version "
                                  f"{FORMAT_VERSION} (kind={attrs.get('kind')!r}, format_version="
-                                 f"{attrs.get('format_version')!r}); see the README's "
-                                 "'Logits files' section")  # fmt: skip
+                                 f"{attrs.get('format_version')!r}); see docs/files.md, "
+                                 "'Logits files'")  # fmt: skip
             missing = [k for k in ("video_id", "logits") if k not in f]
             missing += [f"attribute {k}" for k in ("class_names",) if k not in attrs]
             if missing:

@@ -1,4 +1,4 @@
-"""Stage fusion: data/<dataset>/logits/{jmrn,potion}.h5 + data/<dataset>/external/*.h5 ->
+"""Stage fusion: data/<dataset>/logits/{jmrn,potion}.h5 + external/<dataset>/*.h5 ->
 learned late fusion, metrics/<dataset>/fusion.json and the per-class plot."""
 
 import json
@@ -9,12 +9,13 @@ from jmrn.cli import concise_errors
 from jmrn.config import average_precision, dataset_block, load_params, section, split_names
 from jmrn.fusion import run_fusion
 from jmrn.io import write_json
+from jmrn.logits_file import external_files
 
 concise_errors("fusion")
 params = load_params()
 name = params["dataset"]
 splits = split_names(params)
-external = sorted(Path(f"data/{name}/external").glob("*.h5"))
+external = external_files(name)
 ingest = json.loads(Path(f"reports/{name}/ingest.json").read_text())
 skipped = {s["video_id"] for s in ingest.get("skipped_videos", [])}
 block = dataset_block(params)
@@ -23,7 +24,7 @@ roles = {"annotated_boxes": splits["test"], "detected_boxes": splits.get("detect
 ava = block["format"] == "ava_csv"
 # JMRN and PoTion (trained_here=2) must have held out the same model_selection videos: the
 # weights are fit on them. External files must cover them with logits of a model that did not
-# train on them (README, "Late fusion").
+# train on them (docs/fusion_and_clips.md, "Late fusion").
 result = run_fusion([Path(f"data/{name}/logits/jmrn.h5"), Path(f"data/{name}/logits/potion.h5"),
                      *external], train_split=splits["train"], test_split=splits["test"],
                     settings=section(params, "fusion"), ap=average_precision(params),

@@ -1,13 +1,9 @@
 """Stage logits@<model>: models/<dataset>/<model>.pt -> data/<dataset>/logits/<model>.h5.
 
     python stages/logits.py jmrn|potion
-
-Also makes data/<dataset>/external/ (the fusion stage's drop-in folder for other modalities'
-logits) if it does not exist, so that the fusion stage's dependency is there.
 """
 
 import sys
-from pathlib import Path
 
 from jmrn.cli import concise_errors
 from jmrn.config import load_params
@@ -22,6 +18,5 @@ summary = write_model_logits(f"models/{name}/{model}.pt", f"data/{name}/heatmaps
                              f"data/{name}/logits/{model}.h5",
                              device=params["compute"]["device"],
                              workers=params["compute"]["loader_workers"])  # fmt: skip
-Path(f"data/{name}/external").mkdir(parents=True, exist_ok=True)
 write_json(f"reports/{name}/logits/{model}.json", summary)
 print(f"logits {name} {model}: {summary['rows']} videos, {summary['feature_dim']}-d features")

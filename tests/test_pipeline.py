@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from jmrn.keypoints_file import KeypointsFile
 from jmrn.logits_file import Logits
 
 COPIED = ["jmrn", "stages", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config",
-          ".gitignore", "data/README.md"]  # fmt: skip
+          ".gitignore", "data/README.md", "external/README.md"]  # fmt: skip
 # A tiny network and two epochs: the test is about the pipeline, not about accuracy.
 TINY_TRAINING = {"model": {"c_dim": 4, "widths": [8, 16], "head_width": 16},
                  "train": {"epochs": 2, "batch_size": 16}, "clips": {"epochs": 1},
@@ -95,6 +97,12 @@ def ran(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
 
 
+def restored(out: str) -> set[str]:
+    """The stages a dvc command restored from DVC's run-cache instead of running them."""
+    return {line.split("'")[1] for line in out.splitlines()
+            if line.startswith("Stage '") and "is cached - skipping run" in line}  # fmt: skip
+
+
 def test_the_whole_dag_runs_then_does_nothing(project):
     out = run(project, "dvc", "repro")
     assert set(DOWNSTREAM) <= ran(out)
@@ -117,9 +125,90 @@ def test_the_whole_dag_runs_then_does_nothing(project):
     assert clips["methods"]["dense"]["clips_used"] == 1.0
     assert clips["methods"]["ranker"]["clips_used"] < 1.0
     assert (project / "plots/synthetic/clips/ranker_loss.csv").read_text().count("\n") == 6
+    assert (project / "plots/synthetic/ingest.png").stat().st_size > 1000
+    salient = json.loads((project / "reports/synthetic/clips/salient.json").read_text())
+    assert len(list((project / "plots/synthetic/clips/salient").glob("*.png"))) == len(
+        salient["videos"]) > 0  # fmt: skip
     assert ran(run(project, "dvc", "repro")) == set()
     run(project, *GIT, "add", "-A")
     run(project, *GIT, "commit", "-qm", "baseline")
+
+
+def test_switching_datasets_back_and_forth_recomputes_nothing(project):
+    """A -> B -> A: the third run restores A's keypoints and heatmaps from DVC's run-cache."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    other = {k: v for k, v in params["datasets"]["synthetic"].items() if k != "generator"}
+    params["datasets"]["other"] = {**other, "raw_dir": "data/raw/other",
+                                   "source": {**other["source"],
+                                              "class_names": "data/raw/other/classes.txt"},
+                                   "heatmap": {**other["heatmap"], "sigma": 1.5}}  # fmt: skip
+    shutil.copytree(project / "data/raw/synthetic", project / "data/raw/other", dirs_exist_ok=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(project, *GIT, "commit", "-qam", "a second dataset")
+    built = ("ingest", "heatmaps")
+    try:
+        first = run(project, "dvc", "exp", "run", "-S", "dataset=other", "heatmaps")
+        assert ran(first) == set(built)
+        with HeatmapsFile(project / "data/other/heatmaps.h5") as hf:
+            assert hf.file.attrs["sigma"] == 1.5
+        (project / "data/other/heatmaps.h5").unlink()  # only DVC's cache can bring it back
+        back = run(project, "dvc", "exp", "run", "-S", "dataset=synthetic", "heatmaps")
+        assert ran(back) == set() and restored(back) == set(built)
+        again = run(project, "dvc", "exp", "run", "-S", "dataset=other", "heatmaps")
+        assert ran(again) == set() and restored(again) == set(built)
+        with HeatmapsFile(project / "data/other/heatmaps.h5") as hf:
+            assert hf.file.attrs["sigma"] == 1.5
+        report = json.loads((project / "reports/other/ingest.json").read_text())
+        assert report["kept"] == 80  # reports are restored with the data
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--force")
+
+
+def test_a_queued_sweep_reruns_training_only_and_gives_the_sweep_picture(project):
+    """`dvc exp run --queue` with comma lists queues the grid; each experiment runs in a fresh
+    copy of the last commit, takes the heatmap cache from DVC's cache and trains; then
+    jmrn.sweep turns `dvc exp show --json` into supplementary Fig. 4."""
+    run(project, "dvc", "exp", "remove", "--all-commits")  # only the sweep's experiments
+    queued = run(project, "dvc", "exp", "run", "--queue", "-S", "paa.beta=0,3",
+                 "-S", "paa.gamma=0,2", "train@jmrn")  # fmt: skip
+    names = re.findall(r"Queued experiment '([^']+)'", queued)
+    assert len(names) == 4
+    run(project, "dvc", "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(project, "dvc", "queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert status.count("Success") >= 4, status
+    for name in names:
+        log = run(project, "dvc", "queue", "logs", name)
+        assert ran(log) == {"train@jmrn"}, log
+    exp_show = project / "exp_show.json"
+    exp_show.write_text(_stdout(project, "dvc", "exp", "show", "--json"))
+    out = run(project, sys.executable, "-m", "jmrn.sweep", "--input", str(exp_show))
+    table = json.loads((project / "plots/synthetic/sweep/paa.json").read_text())
+    assert sorted((r["beta"], r["gamma"]) for r in table["rows"]) == [(0, 0), (0, 2), (3, 0),
+                                                                       (3, 2)]  # fmt: skip
+    assert {r["experiment"] for r in table["rows"]} == set(names)
+    shown = json.loads(exp_show.read_text())
+    by_name = {rev["name"]: rev["data"]["metrics"]["metrics/synthetic/train/jmrn.json"]["data"]
+               for base in shown for group in base.get("experiments") or []
+               for rev in group["revs"] if rev.get("name") in names}  # fmt: skip
+    for row in table["rows"]:  # the picture's numbers are the experiments' own metrics
+        assert row["top1"] == by_name[row["experiment"]]["test"]["top1"]
+    assert "gamma 2 beta 3" in out
+    assert cv2.imread(str(project / "plots/synthetic/sweep/paa.png")) is not None
+    exp_show.unlink()
+    run(project, "dvc", "exp", "remove", *names)
+
+
+def _stdout(root: Path, *cmd: str) -> str:
+    proc = subprocess.run(cmd, cwd=root, env=project_env(root), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def test_a_fusion_param_reruns_only_fusion(project):
@@ -147,12 +236,13 @@ def write_external(path: Path, ids: list[str], labels: np.ndarray, classes: list
 
 def test_external_logits_are_fused_and_mismatches_are_errors(project):
     pose = Logits(project / "data/synthetic/logits/jmrn.h5")
-    external = project / "data/synthetic/external/rgb.h5"
+    external = project / "external/synthetic/rgb.h5"
+    external.parent.mkdir(parents=True, exist_ok=True)
     labels = pose.labels.astype(float)
     write_external(external, pose.video_ids[::-1], labels[::-1], pose.class_names, 4.0)
     try:
         out = run(project, "dvc", "repro")
-        assert ran(out) == {"fusion"}
+        assert ran(out) == {"fusion", "clip_select"}  # both depend on the folder external/
         fusion = json.loads((project / "metrics/synthetic/fusion.json").read_text())
         assert fusion["modalities"] == ["jmrn", "potion", "rgb"]
         assert fusion["best_single"] == "rgb"
@@ -173,12 +263,27 @@ def test_external_logits_are_fused_and_mismatches_are_errors(project):
             assert "Traceback" not in proc.stderr  # one clear line, not a stack
     finally:
         external.unlink(missing_ok=True)
-    run(project, "dvc", "repro")
+    out = run(project, "dvc", "repro")  # the run without rgb.h5 was seen before: no re-run
+    assert ran(out) == set() and restored(out) == {"fusion", "clip_select"}
+
+
+def test_files_in_the_old_external_folder_are_an_error(project):
+    old = project / "data/synthetic/external/rgb.h5"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"")
+    try:
+        proc = subprocess.run([sys.executable, "stages/fusion.py"], cwd=project,
+                              env=project_env(project), capture_output=True, text=True)  # fmt: skip
+    finally:
+        old.unlink()
+    assert proc.returncode == 1
+    assert "now go in external/synthetic/" in proc.stdout + proc.stderr
 
 
 def test_an_external_clip_classifier_replaces_f(project):
     clips = Logits(project / "data/synthetic/clips/logits.h5")
-    external = project / "data/synthetic/external_clips/rgb.h5"
+    external = project / "external/synthetic/clips/rgb.h5"
+    external.parent.mkdir(parents=True, exist_ok=True)
     write_external(external, clips.video_ids, clips.labels.astype(float), clips.class_names, 4.0)
     params_path = project / "params.yaml"
     original = params_path.read_text()
@@ -186,14 +291,15 @@ def test_an_external_clip_classifier_replaces_f(project):
     params["clips"]["classifier"] = "external"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        assert ran(run(project, "dvc", "repro")) == {"clip_select"}
+        assert ran(run(project, "dvc", "repro")) == {"clip_select", "fusion"}
         selection = json.loads((project / "metrics/synthetic/clips/selection.json").read_text())
         assert selection["classifier"] == "rgb"
         assert selection["methods"]["dense"]["average"]["top1"] > 0.9  # the planted logits
     finally:
         external.unlink(missing_ok=True)
         params_path.write_text(original)
-    assert ran(run(project, "dvc", "repro")) == {"clip_select"}
+    out = run(project, "dvc", "repro")  # back to a state DVC has seen: restored, not re-run
+    assert ran(out) == set() and restored(out) == {"clip_select", "fusion"}
 
 
 def test_exp_run_with_a_paa_param_reruns_training_and_what_follows(project):
