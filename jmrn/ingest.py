@@ -1,6 +1,6 @@
 """Raw keypoints in any supported format -> keypoints.h5 plus a report of what was kept.
 
-Policy for bad input (documented in the README):
+Policy for bad input (documented in docs/datasets.md, "Bad input"):
 
 * a problem with the dataset as a whole (missing folder, unreadable or unsafe annotation
   file, unknown format, a layout that cannot be converted, a video listed twice in a split or
@@ -23,7 +23,10 @@ Policy for bad input (documented in the README):
 The report also describes what is not an error but may be one: classes with no kept video
 (overall and per split), per-joint statistics that expose placeholder joints (the fraction of
 frames in which a joint sits at exactly its previous pixel, and its commonest exact position),
-and the videos with the most joints outside the frame. Workers do the per-video work
+and the videos with the most joints outside the frame; and per joint (``per_joint``, drawn in
+plots/<dataset>/ingest.png) its missing fraction, confidence quantiles and the share of its
+detections outside the frame: a joint never detected, or a wrong layout order or frame size,
+shows at a glance. Workers do the per-video work
 (``_load_checked``); the main process only checks ids, tallies and writes.
 """
 
@@ -54,6 +57,10 @@ POSITIONS_BUFFER = 1 << 16  # position rows the main process buffers between mer
 # A joint whose commonest exact pixel holds this share of its detections is listed under
 # suspected_placeholders: real detections (floats) almost never repeat a pixel that often.
 PLACEHOLDER_SUSPECT_FRACTION = 0.01
+# Per-joint confidences are summarised by a histogram over (0, 1] (bins of 0.01), which sums
+# across videos and workers; the report's quantiles are read off the merged histogram.
+CONFIDENCE_BINS = 100
+CONFIDENCE_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # A number in a skip reason ("412 of 5883", "340x256", "1.2", "3e+38"), not inside a word.
 _NUMBER = re.compile(r"(?<![A-Za-z_\d.])[-+]?\d[\d.]*(?:e[-+]?\d+)?(?:x\d+)?")
 
@@ -163,13 +170,68 @@ def joint_statistics(keypoints: np.ndarray) -> dict:
             "positions": _top_positions(rows, POSITIONS_PER_VIDEO, min_count=2)}  # fmt: skip
 
 
+def joint_confidence(keypoints: np.ndarray) -> dict:
+    """Per joint of a tidied (T, M, V, 3) video: the person-frames (a person slot in a frame
+    with at least one joint detected), how many of them lack the joint, and a
+    ``CONFIDENCE_BINS`` histogram of its confidence where detected. Sums over videos give
+    each joint's missing fraction and confidence quantiles, so a joint that is never
+    detected, or one that a wrong layout order fills with another joint's scores, shows."""
+    conf = keypoints[..., 2]
+    present = conf > 0
+    person = present.any(axis=-1)  # (T, M)
+    joints = conf.shape[-1]
+    joint = np.nonzero(present)[-1]
+    bins = np.clip(np.ceil(conf[present] * CONFIDENCE_BINS).astype(np.int64) - 1,
+                   0, CONFIDENCE_BINS - 1)  # fmt: skip
+    hist = np.bincount(joint * CONFIDENCE_BINS + bins, minlength=joints * CONFIDENCE_BINS)
+    return {"person_frames": int(person.sum()),
+            "joint_missing": (person[..., None] & ~present).sum(axis=(0, 1)),
+            "confidence_hist": hist.reshape(joints, CONFIDENCE_BINS),
+            "confidence_min": np.where(present, conf, np.inf).min(axis=(0, 1)),
+            "confidence_max": np.where(present, conf, -np.inf).max(axis=(0, 1))}  # fmt: skip
+
+
+def histogram_quantiles(hist: np.ndarray, quantiles: tuple[float, ...],
+                        low: np.ndarray | None = None,
+                        high: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """(V, Q) quantiles of (V, B) histograms over (0, 1] (B equal bins), linear within a bin
+    and clipped to each joint's observed [low, high] (so constant confidences, such as
+    ground truth's 1, come out exact); NaN for a joint with no count. Exact to one bin width,
+    whatever the number of videos."""
+    hist = np.asarray(hist, np.float64)
+    bins = hist.shape[1]
+    cum = hist.cumsum(axis=1)
+    target = np.asarray(quantiles)[None, :] * cum[:, -1:]  # (V, Q)
+    index = np.minimum((cum[:, None, :] < target[..., None]).sum(axis=-1), bins - 1)
+    before = np.where(index > 0, np.take_along_axis(cum, np.maximum(index - 1, 0), axis=1), 0)
+    count = np.take_along_axis(hist, index, axis=1)
+    within = np.clip((target - before) / np.maximum(count, 1e-12), 0.0, 1.0)
+    values = (index + within) / bins
+    if low is not None and high is not None:
+        values = np.clip(values, np.asarray(low)[:, None], np.asarray(high)[:, None])
+    return np.where(cum[:, -1:] > 0, values, np.nan)
+
+
+def _outside_mask(raw: Video, checked: Video, placeholder_xy: tuple[float, float] | None,
+                  ) -> np.ndarray:  # fmt: skip
+    """(T, M, V) bool in the source layout: the detections ``check_video`` set missing for
+    lying outside the frame. Taken as what it removed minus the placeholders, so the
+    per-joint counts agree with its total by construction."""
+    kp = np.asarray(raw.keypoints, dtype=np.float32)
+    removed = (kp[..., 2] > 0) & ~(checked.keypoints[..., 2] > 0)
+    if placeholder_xy is not None:
+        px, py = (np.float32(c) for c in placeholder_xy)
+        removed &= ~((kp[..., 0] == px) & (kp[..., 1] == py))
+    return removed
+
+
 def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], source: Layout,
                   target: Layout, num_classes: int, multi_label: bool, min_frames: int,
                   frame_tolerance: float, max_outside_fraction: float,
                   placeholder_xy: tuple[float, float] | None) -> Video | Skipped:  # fmt: skip
     """Worker: read one video, validate it and convert it to the target layout, so that the
     main process only checks ids and writes."""
-    item = load(entry)
+    item = raw = load(entry)
     if isinstance(item, Video):
         item = check_video(item, source.num_joints, num_classes, multi_label,
                            frame_tolerance=frame_tolerance,
@@ -180,11 +242,18 @@ def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], sourc
                        f"too short ({item.keypoints.shape[0]} frames, min_frames is "
                        f"{min_frames})")  # fmt: skip
     if isinstance(item, Video):
+        # Per joint of the target layout (joints matched by name); a derived joint (the
+        # neck, the shoulders' midpoint) counts as outside where both of its parents were.
+        outside = np.zeros(item.keypoints.shape, np.float32)
+        outside[..., 2] = _outside_mask(raw, item, placeholder_xy)
         item.keypoints = convert(item.keypoints, source, target)
         if not np.isfinite(item.keypoints).all():  # e.g. a derived joint that overflowed
             return Skipped(item.video_id, item.source, "non-finite values after the layout "
                            f"conversion ({source.name} to {target.name})")  # fmt: skip
         item.stats.update(joint_statistics(item.keypoints))
+        item.stats.update(joint_confidence(item.keypoints))
+        item.stats["joint_outside"] = (convert(outside, source, target)[..., 2] > 0
+                                       ).sum(axis=(0, 1))  # fmt: skip
     return item
 
 
@@ -201,7 +270,11 @@ class _Tally:
     def __init__(self, num_joints: int) -> None:
         self.counts = Counter()
         self.joint = {k: np.zeros(num_joints, np.int64)
-                      for k in ("joint_detected", "joint_pairs", "joint_static")}  # fmt: skip
+                      for k in ("joint_detected", "joint_pairs", "joint_static",
+                                "joint_missing", "joint_outside")}  # fmt: skip
+        self.joint["confidence_hist"] = np.zeros((num_joints, CONFIDENCE_BINS), np.int64)
+        self.confidence_min = np.full(num_joints, np.inf)
+        self.confidence_max = np.full(num_joints, -np.inf)
         self.positions = np.zeros((0, 4))  # (joint, x, y, count), top POSITIONS_KEPT a joint
         self._new_positions: list[np.ndarray] = []
         self._buffered = 0
@@ -210,10 +283,13 @@ class _Tally:
 
     def add(self, video: Video) -> None:
         stats = video.stats
-        self.counts.update({k: stats.get(k, 0)
-                            for k in ("detected", "outside", "clipped", "placeholders")})
+        self.counts.update({k: stats.get(k, 0) for k in
+                            ("detected", "outside", "clipped", "placeholders",
+                             "person_frames")})  # fmt: skip
         for key, total in self.joint.items():
             total += stats[key]
+        np.minimum(self.confidence_min, stats["confidence_min"], out=self.confidence_min)
+        np.maximum(self.confidence_max, stats["confidence_max"], out=self.confidence_max)
         self._new_positions.append(stats["positions"])
         self._buffered += len(stats["positions"])
         if self._buffered > POSITIONS_BUFFER:
@@ -252,6 +328,7 @@ class _Tally:
                 suspects.append({"joint": name, "xy": xy, "fraction": fraction})
         listed = sorted(self.outside_videos, key=lambda item: (-item[0], item[1]))
         return {
+            **self.per_joint(joint_names),
             "joints_outside_frame": {"outside": outside, "detected": detected,
                                      "fraction": outside / detected if detected else 0.0},
             "frame_tolerance": frame_tolerance,
@@ -265,6 +342,28 @@ class _Tally:
             "joint_positions": joints,
             "suspected_placeholders": sorted(suspects, key=lambda s: -s["fraction"]),
         }
+
+    def per_joint(self, joint_names: tuple[str, ...]) -> dict:
+        """What plots/<dataset>/ingest.png draws, per joint: kept detections, the fraction
+        of person-frames without it, confidence quantiles where detected (None if never),
+        and the detections removed as outside the frame (of kept + removed)."""
+        person_frames = int(self.counts["person_frames"])
+        quantiles = histogram_quantiles(self.joint["confidence_hist"], CONFIDENCE_QUANTILES,
+                                        self.confidence_min, self.confidence_max)  # fmt: skip
+        joints = {}
+        for j, name in enumerate(joint_names):
+            n = int(self.joint["joint_detected"][j])
+            missing, out = int(self.joint["joint_missing"][j]), int(self.joint["joint_outside"][j])
+            joints[name] = {
+                "detected": n,
+                "missing_fraction": missing / person_frames if person_frames else 0.0,
+                "confidence_quantiles": None if n == 0 else {
+                    f"p{round(q * 100):02d}": round(float(v), 4)
+                    for q, v in zip(CONFIDENCE_QUANTILES, quantiles[j], strict=True)},
+                "outside": out,
+                "outside_fraction": out / (n + out) if n + out else 0.0,
+            }  # fmt: skip
+        return {"person_frames": person_frames, "per_joint": joints}
 
 
 def _empty_classes(

@@ -1,19 +1,22 @@
 """Stage clip_select: oracle labels, the saliency ranker and the evaluation of supplementary
-Table 6 -> metrics/<dataset>/clips/selection.json, models/<dataset>/clips/ranker.pt, plots.
+Table 6 -> metrics/<dataset>/clips/selection.json, models/<dataset>/clips/ranker.pt, plots;
+and, as the supplementary's Fig. 5, the clips the ranker and the oracle pick in a few test
+videos drawn as skeletons: plots/<dataset>/clips/salient/*.png, their numbers in
+reports/<dataset>/clips/salient.json.
 
 The clip classifier f is JMRN's clip model (clips.classifier: jmrn), or the one logits file in
-data/<dataset>/external_clips/ (clips.classifier: external); the ranker always reads JMRN's
+external/<dataset>/clips/ (clips.classifier: external); the ranker always reads JMRN's
 clip features.
 """
 
 import csv
-from pathlib import Path
 
 from jmrn.cli import concise_errors
 from jmrn.clip_selection import run_clip_selection
 from jmrn.config import average_precision, load_params, section, split_names
 from jmrn.io import atomic_path, save_torch, write_json
-from jmrn.logits_file import Logits
+from jmrn.logits_file import Logits, external_files
+from jmrn.visualise import write_salient_clips
 
 concise_errors("clip_select")
 params = load_params()
@@ -23,10 +26,10 @@ jmrn_clips = Logits(f"data/{name}/clips/logits.h5")
 if clips["classifier"] == "jmrn":
     classifier = jmrn_clips
 elif clips["classifier"] == "external":
-    files = sorted(Path(f"data/{name}/external_clips").glob("*.h5"))
+    files = external_files(name, clips=True)
     if len(files) != 1:
         raise ValueError(f"clips.classifier = external needs exactly one .h5 file in "
-                         f"data/{name}/external_clips/, found {len(files)}")  # fmt: skip
+                         f"external/{name}/clips/, found {len(files)}")  # fmt: skip
     classifier = Logits(files[0])
 else:
     raise ValueError(f"clips.classifier must be jmrn or external, not {clips['classifier']!r}")
@@ -56,3 +59,10 @@ write_json(f"plots/{name}/clips/methods.json",
             for how in ("average", "max")])  # fmt: skip
 table = {m: round(v["average"][key], 4) for m, v in metrics["methods"].items()}
 print(f"clip selection {name} (K={clips['k']}, average consensus, {key}): {table}")
+salient = write_salient_clips(f"plots/{name}/clips/salient", f"reports/{name}/clips/salient.json",
+                              clip_heatmaps_path=f"data/{name}/clips/heatmaps.h5",
+                              keypoints_path=f"data/{name}/keypoints.h5", clip_logits=jmrn_clips,
+                              classifier=classifier, ranker=model, test_split=splits["test"],
+                              k=clips["k"], ranker_skipped=result["ranker_skipped"])  # fmt: skip
+print(f"clip selection {name}: salient clips of {len(salient['videos'])} test videos drawn in "
+      f"plots/{name}/clips/salient/")

@@ -1,4 +1,6 @@
-"""Stage ingest: raw keypoints of the active dataset -> data/<dataset>/keypoints.h5 + report."""
+"""Stage ingest: raw keypoints of the active dataset -> data/<dataset>/keypoints.h5, the
+report, and plots/<dataset>/ingest.png (per joint: confidence, missing and out-of-frame
+shares)."""
 
 from tqdm import tqdm
 
@@ -6,6 +8,7 @@ from jmrn.cli import concise_errors
 from jmrn.config import all_split_names, dataset_block, load_params, section
 from jmrn.ingest import disjoint_splits_from_params, empty_classes_warning, ingest, ingest_metrics
 from jmrn.io import write_json
+from jmrn.visualise import write_ingest_png
 
 concise_errors("ingest")
 params = load_params()
@@ -24,6 +27,7 @@ with tqdm(desc=f"ingest {name}", unit="video") as bar:
                     n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
 write_json(f"reports/{name}/ingest.json", report)
 write_json(f"metrics/{name}/ingest.json", ingest_metrics(report))
+write_ingest_png(f"plots/{name}/ingest.png", report)
 outside = report["joints_outside_frame"]
 print(f"ingest {name}: read {report['videos_read']}, kept {report['kept']}, "
       f"skipped {report['skipped']} {report['skipped_by_reason'] or ''}; "
