@@ -186,8 +186,7 @@ def test_the_readme_worked_example_with_a_skeleton_that_is_not_built_in(tmp_path
     (raw / "skeleton.yaml").write_text(readme_block("name: lab13"))
     block = yaml.safe_load(readme_block("lab13:"))["lab13"]
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["datasets"]["lab13"] = {**params["datasets"]["synthetic"], **block}
-    params["datasets"]["lab13"].pop("generator")
+    params["datasets"]["lab13"] = {**params["datasets"]["jhmdb14_gt"], **block}
     params["dataset"], params["compute"]["n_jobs"] = "lab13", 1
     for section, values in TINY.items():
         params[section].update(values)
