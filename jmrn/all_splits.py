@@ -8,8 +8,9 @@ Each split k of ``splits.all`` is trained with the same settings as the train st
 split names change); without ``splits.all``, every k for which the heatmaps hold both names
 (``splits.train`` and ``.test`` with k for ``{split}``: train1/test1, ...), so no preset needs
 editing. A split number the data lacks is an error before anything is trained. Each split
-goes into models/<dataset>/splits/<k>/<model>.pt (with a checkpoint, so a
-killed run resumes), metrics/<dataset>/splits/<k>/<model>.json and plots next to them; then
+goes into models/<dataset>/splits/<k>/<model>.pt (with a checkpoint in
+checkpoints/<dataset>/splits/<k>/, so a killed run resumes),
+metrics/<dataset>/splits/<k>/<model>.json and plots next to them; then
 metrics/<dataset>/splits.json gets, per model, every split's test figures and their mean and
 standard deviation. It is a command, not a DVC stage, so that `dvc repro` trains one split.
 """
@@ -99,7 +100,8 @@ def train_all_splits(params: dict, models: list[str], root: str | Path = ".",
             out, scores = root / f"models/{name}/splits/{k}", root / f"metrics/{name}/splits/{k}"
             metrics = train(heatmaps, training_settings(params, model, k),
                             model_path=out / f"{model}.pt",
-                            checkpoint_path=out / f"{model}.checkpoint.pt",
+                            checkpoint_path=root / f"checkpoints/{name}/splits/{k}/{model}.pt",
+                            stage=f"all_splits {model} split {k}",
                             metrics_path=scores / f"{model}.json",
                             per_class_path=scores / f"{model}_per_class.json",
                             plots_dir=root / f"plots/{name}/splits/{k}/{model}",

@@ -14,7 +14,7 @@ is indexed by the video index. Everything is vectorised over clips with numpy gr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 
 from jmrn.logits_file import Logits
 from jmrn.metrics import multi_label_metrics, single_label_metrics
+from jmrn.progress import announce_total
 
 CONSENSUS = ("average", "max")
 
@@ -165,9 +166,11 @@ class Ranker(nn.Module):
 def train_ranker(
     features: np.ndarray, clip_video: np.ndarray, oracle: np.ndarray, *, hidden: int,
     dropout: float, lr: float, weight_decay: float, epochs: int, batch_pairs: int, seed: int,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Ranker, list[float]]:  # fmt: skip
     """Train a Ranker with RankNet loss softplus(-(s_oracle - s_other)); returns (eval-mode
-    ranker, mean loss per epoch).
+    ranker, mean loss per epoch). ``progress`` (e.g. a ``jmrn.progress.StageBar``) is told
+    the number of epochs, then called once per epoch.
 
     Each epoch draws one oracle and one non-oracle clip of every eligible video (one with both),
     so every batch is balanced between the two and no long video dominates. Randomness comes
@@ -190,6 +193,7 @@ def train_ranker(
         ranker = Ranker(x.shape[1], hidden, dropout, x.mean(0), x.std(0, unbiased=False))
         opt = torch.optim.Adam(ranker.parameters(), lr=lr, weight_decay=weight_decay)
         ranker.train()
+        announce_total(progress, epochs)
         for _ in range(epochs):
             # Sorting by (video, oracle, random key) puts a random non-oracle clip first and a
             # random oracle clip last in every video's slots.
@@ -206,6 +210,8 @@ def train_ranker(
                 opt.step()
                 total += loss.item() * len(batch)
             losses.append(total / len(pairs_t))
+            if progress is not None:
+                progress(1)
     return ranker.eval(), losses
 
 
@@ -283,8 +289,8 @@ def clip_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: str,
-                       test_split: str, k: int, ranker_settings: dict,
-                       ap: str = "charades") -> dict:  # fmt: skip
+                       test_split: str, k: int, ranker_settings: dict, ap: str = "charades",
+                       progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
     """The clips stage: oracle on the training videos, ranker, Table-6 evaluation on test.
 
     ``clip_logits`` is JMRN's clip file (features for the ranker, clip-to-video map, labels,
@@ -292,6 +298,7 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
     by clip id. Returns the metrics, the ranker and its loss per epoch. When no training
     video has more than K clips the ranker is skipped (None, ``ranker_trained`` false in the
     metrics, the reason in ``ranker_skipped``): every K-selection then keeps all clips.
+    ``progress`` follows the ranker's epochs (``train_ranker``).
     """
     if clip_logits.parent_ids is None or clip_logits.labels is None:
         raise ValueError(f"{clip_logits.path}: not a clip logits file (no parent_id / labels)")
@@ -319,7 +326,8 @@ def run_clip_selection(clip_logits: Logits, classifier: Logits, *, train_split: 
         ranker, losses = train_ranker(clip_logits.features[train], clip_video[train], oracle,
                                       hidden=s["hidden"], dropout=s["dropout"], lr=s["lr"],
                                       weight_decay=s["weight_decay"], epochs=s["epochs"],
-                                      batch_pairs=s["batch_pairs"], seed=s["seed"])  # fmt: skip
+                                      batch_pairs=s["batch_pairs"], seed=s["seed"],
+                                      progress=progress)  # fmt: skip
         saliency = ranker_scores(ranker, clip_logits.features[test])
     table = evaluate_selection(probs[test], clip_video[test], video_labels, multi_label,
                                clip_logits.class_names, k, saliency,

@@ -52,6 +52,7 @@ from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import layout_from_attrs
 from jmrn.parallel import ordered_map
+from jmrn.progress import announce_total
 
 FORMAT_VERSION = 1
 KIND = "jmrn.heatmaps"
@@ -227,6 +228,7 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         tasks = ((rows[s:s + chunk_videos], spans[rows[s:s + chunk_videos, 0]],
                   [source_ids[v] for v in rows[s:s + chunk_videos, 0]]) for s in starts)
         results = ordered_map(render, tasks, n_jobs)
+        announce_total(progress, n)  # rows: videos, or clips
         nonzero = 0
         origin = (0,) * len(shape)
         for s, (chunks, max_norm, chunk_nonzero) in zip(starts, results, strict=True):

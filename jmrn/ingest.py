@@ -46,6 +46,7 @@ from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsWriter
 from jmrn.layouts import Layout, convert, get_layout
 from jmrn.parallel import ordered_map
+from jmrn.progress import announce_total
 from jmrn.readers import detect_format, get_reader
 from jmrn.records import ReadError, Skipped, Video, check_placeholder_xy, check_video
 
@@ -443,6 +444,7 @@ def ingest(
                    placeholder_xy=placeholder)  # fmt: skip
     loaded = ordered_map(load, index.entries, n_jobs if index.parallel else 1,
                          tasks_per_worker=64)  # fmt: skip
+    announce_total(progress, len(index.entries))  # the bar can show the time left
 
     kept_ids: dict[str, int] = {}
     kept_labels: list[tuple[int, ...]] = []

@@ -134,11 +134,12 @@ def resume_checkpoint(path: str | Path, modules: dict[str, Any], *, fingerprint:
                       log: Callable[[str], None] | None = print) -> dict | None:  # fmt: skip
     """Load a training checkpoint into ``modules`` (name -> object with ``load_state_dict``).
 
-    Returns the checkpoint, or None when training starts over. DVC keeps the checkpoint
-    between runs, so one that is truncated (a killed save, a full disk), unreadable, of
-    another format, settings or input, or that does not fit the model must never block
-    training for good: it is ignored with one line naming it (``log``; None for silence),
-    and the next save replaces it. Always ``weights_only``: a checkpoint runs no code.
+    Returns the checkpoint, or None when training starts over. The checkpoint
+    (checkpoints/, outside DVC) survives a killed run, so one that is truncated (a killed
+    save, a full disk), unreadable, of another format, settings or input, or that does not
+    fit the model must never block training for good: it is ignored with one line naming it
+    (``log``; None for silence), and the next save replaces it. Always ``weights_only``: a
+    checkpoint runs no code.
     """
     import torch
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from jmrn.data import HeatmapDataset
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.logits_file import write_logits
 from jmrn.models import build_model
+from jmrn.progress import announce_total
 from jmrn.train import autocast, pick_device
 
 
@@ -34,9 +36,14 @@ def load_model(model_path: str | Path, num_channels: int,
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, heatmaps_path: str | Path, rows: np.ndarray,
-            settings: dict, device: torch.device, batch_size: int = 64,
-            workers: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(logits (N, K), features (N, F)) of ``rows`` of a heatmaps.h5, float32."""
+            settings: dict, device: torch.device, batch_size: int = 64, workers: int = 0,
+            progress: Callable[[int], None] | None = None,
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(logits (N, K), features (N, F)) of ``rows`` of a heatmaps.h5, float32.
+
+    ``progress`` (e.g. a ``jmrn.progress.StageBar``) is told len(rows), then the rows done.
+    """
+    announce_total(progress, len(rows))
     train = settings["train"]
     dataset = HeatmapDataset(heatmaps_path, rows, tuple(train["crop"]), train["normalize"],
                              train=False)  # fmt: skip
@@ -46,6 +53,8 @@ def predict(model: torch.nn.Module, heatmaps_path: str | Path, rows: np.ndarray,
             out = model(x.to(device))
         logits.append(out.logits.float().cpu().numpy())
         features.append(out.features.float().cpu().numpy())
+        if progress is not None:
+            progress(len(x))
     return np.concatenate(logits), np.concatenate(features)
 
 
@@ -58,7 +67,8 @@ def params_hash(saved_settings: dict, heatmaps_attrs: dict) -> str:
 
 def write_model_logits(model_path: str | Path, heatmaps_path: str | Path,
                        out_path: str | Path, *, device: str = "auto", batch_size: int = 64,
-                       workers: int = 0) -> dict:  # fmt: skip
+                       workers: int = 0,
+                       progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
     """Logits and features of every row (every video, or every clip) of every split -> a
     logits file (jmrn/logits_file.py). Returns a summary for the stage's report."""
     dev = pick_device(device)
@@ -75,7 +85,7 @@ def write_model_logits(model_path: str | Path, heatmaps_path: str | Path,
                          "logits file uses for the validation rows; rename it")  # fmt: skip
     splits["model_selection"] = saved["model_selection_rows"].numpy()
     logits, features = predict(model, heatmaps_path, np.arange(len(ids)), saved["settings"],
-                               dev, batch_size, workers)  # fmt: skip
+                               dev, batch_size, workers, progress)  # fmt: skip
     parents = [i.rsplit("#", 1)[0] for i in ids] if unit == "clip" else None
     name = saved["settings"]["model"]["name"]
     write_logits(out_path, dataset=str(attrs["dataset"]), model=name,

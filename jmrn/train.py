@@ -22,6 +22,30 @@ Decisions (method.md §10), each written where the code makes it:
   same params give the same metrics on a CPU.
 * Under DDP each process trains on its share of every batch (``batch_size`` is the global
   batch); BatchNorm statistics are per process. Evaluation and all files are rank 0's.
+
+Live metrics (issue 13). After every epoch the metrics file (``metrics_path``) is rewritten,
+atomically, with that epoch's figures and ``"epoch": n, "epochs": N, "finished": false``, and
+``history.csv`` with the epochs so far; at the end it holds the selected model's figures and
+``"finished": true``. DVC reads them where the stage runs: ``dvc metrics show`` and ``dvc exp
+show`` follow a ``dvc repro`` or ``dvc exp run`` in the workspace, and ``dvc exp show`` reads
+a running queued experiment's files from its temporary workspace (checked with DVC 3.67).
+dvclive, DVC's logger, is not used: DVC needs no more than these files, and what dvclive adds
+does not fit here. It writes its own layout (a metrics.json and one .tsv per metric under its
+folder), so dvc.yaml's outputs and plots, the README and the tests would change for the same
+figures; it generates dvc.yaml sections and experiment commits, which our declared stages and
+``dvc exp run`` already make; its live view is DVC Studio (network and token); it must be
+told to resume with the checkpoint, where this history simply travels in the checkpoint; and
+it would add dvclive and nvidia-ml-py to the dependencies (the rest come with dvc).
+
+Whole-stage ETA: after every epoch one line on stderr gives the elapsed time and the time
+left for all remaining epochs, evaluations and the final evaluation (``jmrn.progress``).
+
+Checkpoint: written after every epoch to ``checkpoint_path`` (``checkpoints/...``, outside
+DVC: a ``persist`` output would turn DVC's run-cache off for the stage) and deleted once the
+run has written all its outputs. A finished run's checkpoint is never resumed: its
+fingerprint (settings, data) does not cover the code, so after a code change that DVC re-runs
+the stage for, a kept checkpoint at the last epoch would skip training and re-publish the old
+model; and ``dvc repro -f`` is meant to retrain. The finished model is ``model_path``.
 """
 
 from __future__ import annotations
@@ -31,6 +55,8 @@ import csv
 import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +74,7 @@ from jmrn.layouts import layout_from_attrs
 from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
 from jmrn.metrics import multi_label_metrics, single_label_metrics
 from jmrn.models import build_model
+from jmrn.progress import StageClock
 from jmrn.visualise import write_joint_weights_png
 
 CHECKPOINT_VERSION = 1
@@ -61,8 +88,15 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(preference)
 
 
+# The modules whose code decides what an epoch computes: a checkpoint written by other code
+# is not resumed (a killed run, then an edit to the model, must not mix old and new epochs).
+TRAINING_CODE = ("train.py", "models.py", "augment.py", "losses.py", "data.py", "heatmaps.py",
+                 "heatmaps_file.py", "metrics.py")  # fmt: skip
+
+
 def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: the settings and the input's content.
+    """What a checkpoint must match to be resumed: the settings, the input's content and the
+    training code.
 
     The content, not the file's time stamp: DVC may re-link an unchanged cache file.
     """
@@ -70,9 +104,12 @@ def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
     with open(heatmaps_path, "rb") as f:
         while block := f.read(1 << 23):
             data.update(block)
+    code = hashlib.sha256()
+    for name in TRAINING_CODE:
+        code.update((Path(__file__).parent / name).read_bytes())
     text = json.dumps(settings, sort_keys=True, default=str)
     return {"settings": hashlib.sha256(text.encode()).hexdigest()[:16],
-            "data": data.hexdigest()[:16]}  # fmt: skip
+            "data": data.hexdigest()[:16], "code": code.hexdigest()[:16]}  # fmt: skip
 
 
 def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
@@ -152,11 +189,15 @@ def train(
     device: str = "auto",
     loader_workers: int = 0,
     progress: bool = True,
+    stage: str = "training",
 ) -> dict:
     """Train with ``settings`` = {"model", "paa", "contrastive", "train", "splits"} sections.
 
     Returns the metrics written to ``metrics_path`` (on every rank; only rank 0 writes).
+    ``stage`` names the run in the ETA line (``train@jmrn``); ``progress`` also shows a bar
+    over each epoch's batches.
     """
+    clock = StageClock(stage)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = 0, 1
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -171,14 +212,15 @@ def train(
     try:
         return _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress,
                       Path(model_path), Path(checkpoint_path), Path(metrics_path),
-                      Path(per_class_path), Path(plots_dir))  # fmt: skip
+                      Path(per_class_path), Path(plots_dir), clock)  # fmt: skip
     finally:
         if distributed:
             dist.destroy_process_group()
 
 
 def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, model_path,
-           checkpoint_path, metrics_path, per_class_path, plots_dir) -> dict:  # fmt: skip
+           checkpoint_path, metrics_path, per_class_path, plots_dir,
+           clock: StageClock) -> dict:  # fmt: skip
     t_set, m_set, c_set, p_set = (settings[k] for k in ("train", "model", "contrastive", "paa"))
     seed = int(t_set["seed"])
     ap = t_set.get("ap", "charades")  # the multi-label AP: charades | voc (AVA)
@@ -247,6 +289,9 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
 
     epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
+    eval_every, key_name = int(t_set["eval_every"]), "mAP" if multi_label else "top1"
+    if rank == 0:  # a run that has started shows as unfinished from its first moment
+        write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name))
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed) \
         if world > 1 else None  # fmt: skip
     augment_rng = torch.Generator(device=dev)
@@ -256,6 +301,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         train_set.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        started = time.perf_counter()
         loader = _loader(train_set, per_rank, True, loader_workers, seed * 1_000_003 + epoch,
                          sampler)  # fmt: skip
         net.train()
@@ -290,8 +336,10 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]),
                   "train_cls_loss": float(sums[1] / sums[2]), "jcl_weight": jcl_weight,
                   "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-        evaluate_now = (epoch + 1) % int(t_set["eval_every"]) == 0 or epoch + 1 == epochs
+        evaluate_now = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+        eval_seconds = 0.0
         if evaluate_now:
+            eval_start = time.perf_counter()
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
                                           class_names, per_rank, loader_workers,
                                           ap))  # fmt: skip
@@ -301,14 +349,61 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                 state["best"] = {"epoch": epoch + 1, "val_metric": record["val_metric"],
                                  "model": {k: v.detach().clone()
                                            for k, v in model.state_dict().items()}}  # fmt: skip
+            eval_seconds = time.perf_counter() - eval_start
+            clock.record("evaluation", eval_seconds)
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
             _save_checkpoint(checkpoint_path, model, optimizer, scheduler, state, key)
-            print(_summary_line(record, epochs))
-    return _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
-                   settings, per_rank, loader_workers, rank, model_path, metrics_path,
-                   per_class_path, plots_dir, val_idx, extra_sets, ap)  # fmt: skip
+            write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name))
+            _write_history(Path(plots_dir), state["history"])
+            clock.record("epoch", time.perf_counter() - started - eval_seconds)  # incl. saving
+            left = _steps_left(epoch + 1, epochs, eval_every)
+            print(f"{_summary_line(record, epochs)} | {clock.status(left)}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+    result = _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
+                     settings, per_rank, loader_workers, rank, model_path, metrics_path,
+                     per_class_path, plots_dir, val_idx, extra_sets, ap)  # fmt: skip
+    if rank == 0:  # every output is written: the checkpoint has served (module docstring)
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+def _steps_left(done: int, epochs: int, eval_every: int) -> dict[str, int]:
+    """Epochs and evaluations still to run after ``done`` epochs, for the stage's ETA.
+
+    Evaluations at every ``eval_every``-th epoch and the last one, plus the final evaluation
+    of the selected model (counted as one more: it scores the test split, and any
+    ``also_test`` split, where an epoch's evaluation scores validation and test).
+    """
+    evals = epochs // eval_every - done // eval_every  # the eval_every-th epochs left
+    if epochs % eval_every and done < epochs:  # and the last epoch
+        evals += 1
+    return {"epoch": epochs - done, "evaluation": evals + 1}
+
+
+def _live_metrics(model_name: str, state: dict, epochs: int, key: str) -> dict:
+    """The metrics file while training runs: the last epoch's figures, the last evaluation's
+    (``evaluated_epoch``) and the epoch selected so far, with ``finished: false``."""
+    history = state["history"]
+    live: dict = {"model": model_name, "finished": False, "epoch": state["epoch"],
+                  "epochs": epochs}  # fmt: skip
+    if history:
+        live["train"] = _train_figures(history[-1])
+    evaluated = [r for r in history if "val_metric" in r]
+    if evaluated:
+        last = evaluated[-1]
+        live["evaluated_epoch"] = last["epoch"]
+        live["val"] = {"loss": last["val_loss"], key: last["val_metric"]}
+        live["test"] = {"loss": last["test_loss"], key: last["test_metric"]}
+    if state["best"] is not None:
+        live["selected_epoch"] = state["best"]["epoch"]
+    return live
+
+
+def _train_figures(record: dict) -> dict:
+    return {"loss": record["train_loss"], "cls_loss": record["train_cls_loss"],
+            "jcl_weight": record["jcl_weight"], "lr": record["lr"]}  # fmt: skip
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
@@ -351,6 +446,9 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     key = "mAP" if multi_label else "top1"
     metrics = {
         "model": settings["model"]["name"],
+        "finished": True,
+        "epoch": len(history),
+        "train": _train_figures(history[-1]),
         "test": {"loss": result["loss"], **{k: v for k, v in test.items()
                                             if isinstance(v, float)}},
         "val": {key: best["val_metric"]},
@@ -382,8 +480,8 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     return metrics
 
 
-def _write_plots(plots_dir: Path, history, result, class_names, joint_names) -> None:
-    """history.csv (loss and metrics per epoch), confusion.json, joint_weights.csv/.png."""
+def _write_history(plots_dir: Path, history: list[dict]) -> None:
+    """history.csv: loss and metrics of every epoch so far (rewritten after each epoch)."""
     columns = ["epoch", "train_loss", "train_cls_loss", "jcl_weight", "lr", "val_loss",
                "val_metric", "test_loss", "test_metric"]  # fmt: skip
     with atomic_path(plots_dir / "history.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -391,6 +489,11 @@ def _write_plots(plots_dir: Path, history, result, class_names, joint_names) -> 
         writer.writeheader()
         for record in history:
             writer.writerow({c: record.get(c, "") for c in columns})
+
+
+def _write_plots(plots_dir: Path, history, result, class_names, joint_names) -> None:
+    """history.csv, confusion.json, joint_weights.csv/.png."""
+    _write_history(plots_dir, history)
     # Confusion: one row per (true label, predicted class) pair; for multi-label videos every
     # true label is paired with the top-scoring class.
     video, actual = np.nonzero(result["targets"] > 0.5)

@@ -16,6 +16,7 @@ from jmrn.clip_selection import run_clip_selection
 from jmrn.config import average_precision, load_params, section, split_names
 from jmrn.io import atomic_path, save_torch, write_json
 from jmrn.logits_file import Logits, external_files
+from jmrn.progress import StageBar
 from jmrn.visualise import write_salient_clips
 
 concise_errors("clip_select")
@@ -33,10 +34,11 @@ elif clips["classifier"] == "external":
     classifier = Logits(files[0])
 else:
     raise ValueError(f"clips.classifier must be jmrn or external, not {clips['classifier']!r}")
-result = run_clip_selection(jmrn_clips, classifier, train_split=splits["train"],
-                            test_split=splits["test"], k=clips["k"],
-                            ranker_settings=ranker,
-                            ap=average_precision(params))  # fmt: skip
+with StageBar(f"clip_select {name}: ranker", "epoch") as bar:
+    result = run_clip_selection(jmrn_clips, classifier, train_split=splits["train"],
+                                test_split=splits["test"], k=clips["k"],
+                                ranker_settings=ranker, ap=average_precision(params),
+                                progress=bar)  # fmt: skip
 metrics = {"classifier": classifier.model, **result["metrics"]}
 write_json(f"metrics/{name}/clips/selection.json", metrics)
 write_json(f"reports/{name}/clips/selection.json",

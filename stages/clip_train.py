@@ -13,11 +13,12 @@ settings = clip_training_settings(params)
 metrics = train(
     f"data/{name}/clips/heatmaps.h5", settings,
     model_path=f"models/{name}/clips/jmrn.pt",
-    checkpoint_path=f"models/{name}/clips/jmrn.checkpoint.pt",
+    checkpoint_path=f"checkpoints/{name}/clips/jmrn.pt",  # not a DVC output (see train.py)
     metrics_path=f"metrics/{name}/clips/train.json",
     per_class_path=f"reports/{name}/clips/train_per_class.json",
     plots_dir=f"plots/{name}/clips/train",
     device=params["compute"]["device"], loader_workers=params["compute"]["loader_workers"],
+    stage="clip_train",
 )  # fmt: skip
 write_json(f"reports/{name}/clips/train_settings.json", settings)
 print(f"clip classifier {name}: test (per clip) {metrics['test']}")

@@ -2,19 +2,18 @@
 report, and plots/<dataset>/ingest.png (per joint: confidence, missing and out-of-frame
 shares)."""
 
-from tqdm import tqdm
-
 from jmrn.cli import concise_errors
 from jmrn.config import all_split_names, dataset_block, load_params, section
 from jmrn.ingest import disjoint_splits_from_params, empty_classes_warning, ingest, ingest_metrics
 from jmrn.io import write_json
+from jmrn.progress import StageBar
 from jmrn.visualise import write_ingest_png
 
 concise_errors("ingest")
 params = load_params()
 name, block = params["dataset"], dataset_block(params)
 settings = section(params, "ingest")
-with tqdm(desc=f"ingest {name}", unit="video") as bar:
+with StageBar(f"ingest {name}", "video") as bar:  # its total once the raw files are listed
     report = ingest(block["format"], block["raw_dir"], f"data/{name}/keypoints.h5",
                     dataset=name, options=block.get("source"), layout=block.get("layout"),
                     min_frames=settings["min_frames"],
@@ -24,7 +23,7 @@ with tqdm(desc=f"ingest {name}", unit="video") as bar:
                     placeholder_xy=settings["placeholder_xy"],
                     required_splits=tuple(all_split_names(params)),
                     disjoint_splits=disjoint_splits_from_params(params),
-                    n_jobs=params["compute"]["n_jobs"], progress=bar.update)  # fmt: skip
+                    n_jobs=params["compute"]["n_jobs"], progress=bar)  # fmt: skip
 write_json(f"reports/{name}/ingest.json", report)
 write_json(f"metrics/{name}/ingest.json", ingest_metrics(report))
 write_ingest_png(f"plots/{name}/ingest.png", report)

@@ -19,11 +19,14 @@ name = params["dataset"]
 settings = training_settings(params, model)
 metrics = train(
     f"data/{name}/heatmaps.h5", settings,
-    model_path=f"models/{name}/{model}.pt", checkpoint_path=f"models/{name}/{model}.checkpoint.pt",
+    model_path=f"models/{name}/{model}.pt",
+    # not a DVC output: a persist output turns DVC's run-cache off (jmrn/train.py)
+    checkpoint_path=f"checkpoints/{name}/{model}.pt",
     metrics_path=f"metrics/{name}/train/{model}.json",
     per_class_path=f"metrics/{name}/train/{model}_per_class.json",
     plots_dir=f"plots/{name}/train/{model}",
     device=params["compute"]["device"], loader_workers=params["compute"]["loader_workers"],
+    stage=f"train@{model}",
 )  # fmt: skip
 write_json(f"reports/{name}/train/{model}_settings.json", settings)
 print(f"train {name} {model}: test {metrics['test']}")

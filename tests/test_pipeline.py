@@ -317,7 +317,7 @@ def test_killed_training_resumes_on_the_next_repro(project):
     params = yaml.safe_load(params_path.read_text())
     params["train"]["epochs"] = 40  # long enough to be killed in the middle
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    checkpoint = project / "models/synthetic/jmrn.checkpoint.pt"
+    checkpoint = project / "checkpoints/synthetic/jmrn.pt"
     checkpoint.unlink(missing_ok=True)  # one from an earlier run would be ignored anyway
     proc = subprocess.Popen(["dvc", "repro", "train@jmrn"], cwd=project,
                             env=project_env(project), stdout=subprocess.PIPE,
@@ -334,9 +334,10 @@ def test_killed_training_resumes_on_the_next_repro(project):
     stopped_at = checkpoint_epoch(checkpoint)
     assert 2 <= stopped_at < 40
     out = run(project, "dvc", "repro", "train@jmrn")
-    assert f"resuming {Path('models/synthetic/jmrn.checkpoint.pt')} after epoch" in out
+    assert f"resuming {Path('checkpoints/synthetic/jmrn.pt')} after epoch" in out
     metrics = json.loads((project / "metrics/synthetic/train/jmrn.json").read_text())
     assert metrics["epochs"] == 40
+    assert metrics["finished"] is True and not checkpoint.exists()
     params["train"]["epochs"] = None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 

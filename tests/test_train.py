@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,20 @@ def run(heatmaps, out: Path, settings=None, **kw) -> dict:
                  model_path=out / "model.pt", checkpoint_path=out / "checkpoint.pt",
                  metrics_path=out / "train.json", per_class_path=out / "per_class.json",
                  plots_dir=out / "plots", progress=False, **kw)  # fmt: skip
+
+
+def killed_before_finishing(heatmaps, out: Path, settings=None) -> Path:
+    """Train every epoch, then die before the final outputs (as a kill right after the last
+    checkpoint would): returns the checkpoint such a run leaves."""
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "_finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(heatmaps, out, settings)
+    return out / "checkpoint.pt"
 
 
 def test_training_writes_metrics_plots_and_a_safe_model(tiny_heatmaps, tmp_path):
@@ -69,15 +85,17 @@ def test_killed_run_resumes_where_it_stopped(tiny_heatmaps, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         run(tiny_heatmaps, tmp_path / "killed")
     saved = torch.load(tmp_path / "killed/checkpoint.pt", weights_only=True)
-    assert saved["epoch"] == 2 and not (tmp_path / "killed/train.json").exists()
+    live = json.loads((tmp_path / "killed/train.json").read_text())  # the live figures
+    assert saved["epoch"] == 2 and live["epoch"] == 2 and live["finished"] is False
     monkeypatch.setattr(train_module, "augment", real_augment)
     resumed = run(tiny_heatmaps, tmp_path / "killed")
     assert "resuming" in capsys.readouterr().out
     assert resumed == reference
+    assert not (tmp_path / "killed/checkpoint.pt").exists()  # a finished run removes it
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tiny_heatmaps, tmp_path, capsys):
-    run(tiny_heatmaps, tmp_path)
+    killed_before_finishing(tiny_heatmaps, tmp_path)
     other = copy.deepcopy(TINY_SETTINGS)
     other["paa"]["beta"] = 1
     metrics = run(tiny_heatmaps, tmp_path, other)
@@ -136,24 +154,33 @@ def test_dataloader_workers_do_not_change_the_result(tiny_heatmaps, tmp_path):
 
 def test_truncated_checkpoint_is_ignored_and_training_starts_over(tiny_heatmaps, tmp_path,
                                                                   capsys):  # fmt: skip
-    reference = run(tiny_heatmaps, tmp_path)
-    checkpoint = tmp_path / "checkpoint.pt"
+    reference = run(tiny_heatmaps, tmp_path / "reference")
+    checkpoint = killed_before_finishing(tiny_heatmaps, tmp_path)
     whole = checkpoint.read_bytes()
-    checkpoint.write_bytes(whole[: len(whole) // 2])  # a save cut short, kept by DVC
+    checkpoint.write_bytes(whole[: len(whole) // 2])  # a save cut short
+    saves = []
+    real_save = train_module._save_checkpoint
+
+    def recording_save(path, *args):
+        real_save(path, *args)
+        saves.append(torch.load(path, weights_only=True)["epoch"])
+
     capsys.readouterr()
-    metrics = run(tiny_heatmaps, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "_save_checkpoint", recording_save)
+        metrics = run(tiny_heatmaps, tmp_path)
     out = capsys.readouterr().out
     assert f"train: ignoring {checkpoint}: cannot read it" in out
     assert "training starts over" in out and "resuming" not in out
     assert metrics == reference  # a full run from scratch, not a partial one
-    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3  # replaced by a good one
+    assert saves == [1, 2, 3]  # replaced by good ones, then removed with the run finished
+    assert not checkpoint.exists()
 
 
 def test_checkpoint_without_expected_keys_is_ignored(tiny_heatmaps, tmp_path, capsys):
     settings = copy.deepcopy(TINY_SETTINGS)
     settings["train"]["epochs"] = 1
-    run(tiny_heatmaps, tmp_path, settings)
-    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint = killed_before_finishing(tiny_heatmaps, tmp_path, settings)
     saved = torch.load(checkpoint, weights_only=True)
     del saved["optimizer"], saved["history"]
     torch.save(saved, checkpoint)
@@ -162,3 +189,101 @@ def test_checkpoint_without_expected_keys_is_ignored(tiny_heatmaps, tmp_path, ca
     out = capsys.readouterr().out
     assert f"train: ignoring {checkpoint}: it lacks ['optimizer', 'history']" in out
     assert metrics["epochs"] == 1 and "resuming" not in out
+
+
+@pytest.mark.parametrize("done, epochs, eval_every, left", [
+    (0, 3, 1, {"epoch": 3, "evaluation": 4}),    # 3 epoch evaluations + the final one
+    (3, 20, 5, {"epoch": 17, "evaluation": 5}),  # epochs 5, 10, 15, 20 + final
+    (5, 20, 5, {"epoch": 15, "evaluation": 4}),  # epoch 5's evaluation is done
+    (0, 7, 5, {"epoch": 7, "evaluation": 3}),    # epoch 5, the last epoch 7, final
+    (6, 7, 5, {"epoch": 1, "evaluation": 2}),
+    (7, 7, 5, {"epoch": 0, "evaluation": 1}),    # only the final evaluation is left
+])  # fmt: skip
+def test_steps_left_for_the_stage_eta(done, epochs, eval_every, left):
+    assert train_module._steps_left(done, epochs, eval_every) == left
+
+
+def test_metrics_and_history_are_live_during_training(tiny_heatmaps, tmp_path, monkeypatch,
+                                                      capsys):  # fmt: skip
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"]["eval_every"] = 2  # evaluations after epochs 2 and 3
+    on_disk = []  # (metrics file, history.csv lines) as the files are after each epoch
+    real_write_history = train_module._write_history
+
+    def snapshot(plots_dir, history):
+        real_write_history(plots_dir, history)
+        on_disk.append((json.loads((tmp_path / "train.json").read_text()),
+                        (plots_dir / "history.csv").read_text().splitlines()))  # fmt: skip
+
+    monkeypatch.setattr(train_module, "_write_history", snapshot)
+    final = run(tiny_heatmaps, tmp_path, settings, stage="train@tiny")
+    history = list(csv.DictReader((tmp_path / "plots/history.csv").read_text().splitlines()))
+    assert len(on_disk) == 3 + 1  # after each epoch, and once more with the final plots
+    for epoch, (live, lines) in enumerate(on_disk[:3], start=1):
+        row = history[epoch - 1]
+        assert live["finished"] is False and live["epoch"] == epoch and live["epochs"] == 3
+        assert live["train"]["loss"] == pytest.approx(float(row["train_loss"]))
+        assert len(lines) == 1 + epoch  # header and the epochs so far
+    assert "val" not in on_disk[0][0]  # epoch 1 was not evaluated
+    for live, epoch in ((on_disk[1][0], 2), (on_disk[2][0], 3)):
+        row = history[epoch - 1]
+        assert live["evaluated_epoch"] == epoch
+        assert live["val"]["top1"] == pytest.approx(float(row["val_metric"]))
+        assert live["test"]["top1"] == pytest.approx(float(row["test_metric"]))
+        assert live["selected_epoch"] in (2, 3)
+    assert json.loads((tmp_path / "train.json").read_text()) == final
+    assert final["finished"] is True and final["epoch"] == final["epochs"] == 3
+    assert {"model", "test", "val", "selected_epoch", "test_final_epoch", "splits", "validation",
+            "test_best_over_evaluations_paper_style"} <= set(final)  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 3
+    eta = r" \| \d+:\d\d elapsed, ETA (>?)\d+:\d\d for train@tiny$"
+    assert re.fullmatch(r"epoch 1/3 loss \d+\.\d{4}" + eta, lines[0]).group(1) == ">"  # no
+    # evaluation timed yet: a lower bound; then every kind of step has been timed
+    assert re.fullmatch(r"epoch 2/3 loss .* test \d\.\d{4}" + eta, lines[1]).group(1) == ""
+    assert re.fullmatch(r"epoch 3/3 .*" + eta, lines[2]).group(1) == ""
+
+
+def test_run_killed_after_its_last_epoch_finishes_from_the_checkpoint(tiny_heatmaps, tmp_path,
+                                                                      capsys):  # fmt: skip
+    reference = run(tiny_heatmaps, tmp_path / "reference")
+    checkpoint = killed_before_finishing(tiny_heatmaps, tmp_path / "killed")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+    capsys.readouterr()
+    resumed = run(tiny_heatmaps, tmp_path / "killed")
+    captured = capsys.readouterr()
+    assert f"resuming {checkpoint} after epoch 3" in captured.out
+    assert "epoch 1/3" not in captured.err  # nothing trained again
+    assert resumed == reference and not checkpoint.exists()
+
+
+def test_identical_rerun_after_a_finished_run_trains_from_scratch(tiny_heatmaps, tmp_path,
+                                                                  capsys):  # fmt: skip
+    first = run(tiny_heatmaps, tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    capsys.readouterr()
+    second = run(tiny_heatmaps, tmp_path)
+    captured = capsys.readouterr()
+    assert "resuming" not in captured.out and "epoch 1/3" in captured.err
+    assert second == first
+
+
+def test_a_checkpoint_of_other_training_code_is_not_resumed(tiny_heatmaps, tmp_path, monkeypatch,
+                                                            capsys):  # fmt: skip
+    """A killed run, then an edit of the model code: the next run must start over rather than
+    mix epochs of the old and the new code."""
+    checkpoint = killed_before_finishing(tiny_heatmaps, tmp_path)
+    before = train_module.fingerprint(TINY_SETTINGS, tiny_heatmaps)
+    edited = tmp_path / "jmrn"
+    edited.mkdir()
+    for name in train_module.TRAINING_CODE:  # the same modules, one of them edited
+        source = (PROJECT_ROOT / "jmrn" / name).read_text()
+        (edited / name).write_text(source + ("\n# edited\n" if name == "models.py" else ""))
+    monkeypatch.setattr(train_module, "__file__", str(edited / "train.py"))
+    after = train_module.fingerprint(TINY_SETTINGS, tiny_heatmaps)
+    assert after["code"] != before["code"]
+    assert (after["settings"], after["data"]) == (before["settings"], before["data"])
+    capsys.readouterr()
+    run(tiny_heatmaps, tmp_path)
+    out = capsys.readouterr().out
+    assert "resuming" not in out and str(checkpoint) in out  # named, then ignored
