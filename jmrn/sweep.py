@@ -5,8 +5,10 @@ per gamma, mean and standard deviation over the seeds that were queued.
     dvc queue start -j 1          # wait until `dvc queue status` shows them all done
     python -m jmrn.sweep          # plots/<dataset>/sweep/paa.{csv,png}, metrics/.../paa.json
 
-It reads what ``dvc exp show --json`` reports (or a file saved from it, ``--input``): every
-experiment's params and the metrics file of the chosen model. Each experiment's beta, gamma
+It reads what ``dvc exp show --json --all-commits`` reports (or a file saved from it,
+``--input``): every experiment's params and the metrics file of the chosen model, and the
+commit it was run from. Experiments of different commits (so possibly of different code) are
+an error unless ``--rev`` picks one. Each experiment's beta, gamma
 and seed are the effective values (a top-level override, else the dataset block's), so a
 sweep over overrides and a sweep over the block give the same picture. Experiments of other
 datasets are left out; experiments that differ in any other parameter are an error (the
@@ -53,7 +55,8 @@ def effective_params(params: dict) -> dict[str, Any]:
 
 
 def experiments(exp_show: list[dict]) -> list[dict]:
-    """(name, params, metrics) of every finished experiment in ``dvc exp show --json``."""
+    """(name, baseline commit, params, metrics) of every finished experiment in
+    ``dvc exp show --json``."""
     found = []
     for baseline in exp_show:
         for group in baseline.get("experiments") or []:
@@ -65,7 +68,8 @@ def experiments(exp_show: list[dict]) -> list[dict]:
                 if params:
                     metrics = {path: (m.get("data") or {})
                                for path, m in data["metrics"].items()}  # fmt: skip
-                    found.append({"name": rev.get("name") or rev["rev"][:7], "params": params,
+                    found.append({"name": rev.get("name") or rev["rev"][:7],
+                                  "baseline": baseline.get("rev", ""), "params": params,
                                   "metrics": metrics})  # fmt: skip
     return found
 
@@ -80,19 +84,22 @@ def _metric(metrics: dict, path: str, key: str | None) -> tuple[str, float] | No
 
 
 def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: str | None,
-            only: dict[str, str]) -> dict:  # fmt: skip
+            only: dict[str, str], rev: str | None = None) -> dict:  # fmt: skip
     """The sweep's table: one row per experiment (beta, gamma, seed, metric) of ``dataset``
-    (default: the dataset of most experiments)."""
+    (default: the dataset of most experiments), all run from one commit (``rev``, a prefix of
+    the commit's hash; needed only when the experiments come from several)."""
     rows = []
     for exp in experiments(exp_show):
+        if rev and not exp["baseline"].startswith(rev):
+            continue
         flat = effective_params(exp["params"])
         if any(flat.get(k) != json.dumps(_parse(v), sort_keys=True) for k, v in only.items()):
             continue
         path = f"metrics/{flat['dataset']}/train/{model}.json"
         found = _metric(exp["metrics"], path, metric)
         if found is not None:
-            rows.append({"name": exp["name"], "flat": flat, "metric": found[0],
-                         "value": found[1]})  # fmt: skip
+            rows.append({"name": exp["name"], "baseline": exp["baseline"], "flat": flat,
+                         "metric": found[0], "value": found[1]})  # fmt: skip
     if not rows:
         raise ValueError(f"no finished experiment has metrics of model {model!r}"
                          + (f" with {only}" if only else "")
@@ -103,6 +110,12 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
     rows = [r for r in rows if r["flat"]["dataset"] == dataset]
     if not rows:
         raise ValueError(f"no finished experiment of dataset {dataset!r} (found {datasets})")
+    baselines = sorted({r["baseline"] for r in rows})
+    if len(baselines) > 1:
+        counts = {b[:7]: sum(r["baseline"] == b for r in rows) for b in baselines}
+        raise ValueError(f"the experiments of {dataset!r} were run from {len(baselines)} commits "
+                         f"(experiments per commit: {counts}), whose code may differ; pick one "
+                         f"with --rev (e.g. --rev {baselines[0][:7]})")  # fmt: skip
     differing = sorted(k for k in rows[0]["flat"] if k not in SWEPT
                        and len({r["flat"].get(k) for r in rows}) > 1)  # fmt: skip
     if differing:
@@ -121,6 +134,7 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         raise ValueError(f"several experiments have the same beta, gamma and seed: {duplicates}; "
                          "remove the extra ones (`dvc exp remove <name>`)")  # fmt: skip
     return {"dataset": dataset, "model": model, "metric": rows[0]["metric"],
+            "commit": baselines[0],
             "rows": sorted(table, key=lambda r: (r["gamma"], r["beta"], r["seed"]))}  # fmt: skip
 
 
@@ -169,7 +183,7 @@ def draw(summary: list[dict], title: str, metric: str, size: tuple[int, int] = (
         return int(round(x)), int(round(y))
 
     font, grey, black = cv2.FONT_HERSHEY_SIMPLEX, (200, 200, 200), (0, 0, 0)
-    for tick in np.linspace(y_min, y_max, 6):
+    for tick in np.arange(y_min, y_max + 0.5, 5 if y_max - y_min <= 30 else 10):
         _, y = to_px(b_min, tick)
         cv2.line(image, (left, y), (width - right, y), grey, 1)
         cv2.putText(image, f"{tick:.0f}", (left - 40, y + 5), font, 0.45, black, 1, cv2.LINE_AA)
@@ -220,7 +234,8 @@ def write(sweep: dict, out_dir: Path) -> dict[str, Path]:
             for p in summary]  # fmt: skip
         Path(tmp).write_text("\n".join(lines) + "\n")
     seeds = sorted({r["seed"] for r in sweep["rows"]})
-    title = f"{sweep['dataset']}, {sweep['model']}, seeds {','.join(map(str, seeds))}"
+    title = (f"{sweep['dataset']}, {sweep['model']}, seeds {','.join(map(str, seeds))}, "
+             f"commit {sweep['commit'][:7]}")
     image = draw(summary, title, sweep["metric"])
     with atomic_path(paths["png"]) as tmp:
         ok, encoded = cv2.imencode(".png", image)
@@ -231,9 +246,10 @@ def write(sweep: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def exp_show_json() -> list[dict]:
-    proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    cmd = ["dvc", "exp", "show", "--json", "--all-commits"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"`dvc exp show --json` failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
 
 
@@ -248,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                         help="keep the experiments with this effective param value "
                              "(e.g. train.epochs=10)")  # fmt: skip
+    parser.add_argument("--rev", help="the commit the experiments ran from (a hash prefix), "
+                                      "when they come from several")  # fmt: skip
     parser.add_argument("--out", type=Path, help="default: plots/<dataset>/sweep")
     args = parser.parse_args(argv)
     only = {}
@@ -259,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(args.input.read_text()) if args.input else exp_show_json()
     try:
         sweep = collect(data, dataset=args.dataset, model=args.model, metric=args.metric,
-                        only=only)  # fmt: skip
+                        only=only, rev=args.rev)  # fmt: skip
     except ValueError as err:
         print(f"jmrn.sweep: error: {err}", file=sys.stderr)
         return 1

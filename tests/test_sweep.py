@@ -31,11 +31,13 @@ def experiment(name: str, top1: float | None, *, beta=None, gamma=None, seed=Non
             "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}  # fmt: skip
 
 
-def exp_show(*revs: dict) -> list[dict]:
+def exp_show(*revs: dict, other_commit: tuple[dict, ...] = ()) -> list[dict]:
+    commits = [("abc1234", revs), ("def5678", other_commit)]
     return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc", "name": "main", "data": {},
-             "experiments": [{"revs": [r], "executor": None, "name": r["name"]}
-                             for r in revs]}]  # fmt: skip
+            *[{"rev": commit, "name": "main", "data": {},
+               "experiments": [{"revs": [r], "executor": None, "name": r["name"]}
+                               for r in exps]}
+              for commit, exps in commits if exps]]  # fmt: skip
 
 
 def grid() -> list[dict]:
@@ -126,3 +128,14 @@ def test_the_dvc_plot_template_draws_one_line_per_gamma_with_the_csv_columns(tmp
     assert spec["encoding"]["color"]["field"] == "gamma"
     fields = {layer["encoding"]["y"]["field"] for layer in spec["layer"]}
     assert fields == {"mean", "low"} and spec["layer"][1]["encoding"]["y2"]["field"] == "high"
+
+
+def test_experiments_of_several_commits_are_an_error_unless_one_is_picked():
+    later = [experiment("new", 0.2, beta=0, gamma=0, seed=0)]
+    shown = exp_show(*grid(), other_commit=tuple(later))
+    with pytest.raises(ValueError, match="run from 2 commits"):
+        sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={})
+    picked = sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={}, rev="def")
+    assert [r["experiment"] for r in picked["rows"]] == ["new"] and picked["commit"] == "def5678"
+    assert len(sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={},
+                             rev="abc1")["rows"]) == 8  # fmt: skip
