@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 
 from tqdm import tqdm
 
@@ -51,13 +50,6 @@ class StageClock:
     def record(self, kind: str, seconds: float, steps: int = 1) -> None:
         self._seconds[kind] = self._seconds.get(kind, 0.0) + seconds
         self._steps[kind] = self._steps.get(kind, 0) + steps
-
-    @contextmanager
-    def step(self, kind: str) -> Iterator[None]:
-        """Time the block as one step of ``kind``."""
-        start = self._clock()
-        yield
-        self.record(kind, self._clock() - start)
 
     def remaining(self, left: Mapping[str, int]) -> tuple[float, bool]:
         """(seconds left, whether every kind with steps left has been measured)."""
