@@ -26,18 +26,27 @@ Decisions taken here (method.md §10 asks for each to be deliberate):
 * Heatmap values lie in [0, 1] (no 255 scale), so the "area" normaliser of channel c is
   simply sum_t o_c(t), the value a joint sitting still on one cell with confidence 1 reaches.
 
-The fast path uses separability: a blob is the outer product of a column profile g_y and a
-row profile g_x, so the sum over frames and persons is one matrix product per joint and
-channel, ``U_j[c] = G_y diag(o_c * conf) G_x^T``. Where two persons' blobs of the same joint
-overlap in a frame, max differs from sum; those (frame, joint) pairs are rendered in full and
-the difference (max - sum) is added, so the result is exact, not an approximation.
-``aggregate_reference`` renders every frame and sums: slow, obviously correct, for tests and
-the benchmark.
+Three renderers give the same values (to float32 rounding):
+
+* ``aggregate`` is the one to call. It runs the compiled loop of ``jmrn.heatmaps_kernel``
+  (numba): each blob's at most 7 x 7 window added where it lies, the max over persons taken
+  on a scratch canvas where two blobs overlap. Within a few times of the cost of writing the
+  output (bench/heatmaps.py). Where numba cannot be imported it runs ``aggregate_numpy``.
+* ``aggregate_numpy``, the fallback, uses separability: a blob is the outer product of a
+  column profile g_y and a row profile g_x, so the sum over frames and persons is one matrix
+  product per joint and channel, ``U_j[c] = G_y diag(o_c * conf) G_x^T``. Where two persons'
+  blobs of the same joint overlap in a frame, max differs from sum; those (frame, joint)
+  pairs are rendered in full and the difference (max - sum) is added: exact, 4-15x slower.
+* ``aggregate_reference`` renders every frame and sums: slow, obviously correct, for tests and
+  the benchmark.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from functools import cache, lru_cache
+from types import ModuleType
 
 import numpy as np
 
@@ -163,9 +172,50 @@ def axis_profile(coord: np.ndarray, size: int, grid: Grid):
     return dense[..., :size], lo, hi
 
 
+@cache
+def compiled_kernel() -> ModuleType | None:
+    """``jmrn.heatmaps_kernel``, or None where numba cannot be imported (then ``aggregate``
+    runs the numpy path). Imported on first use: numba costs ~0.5 s to import, which
+    processes that never render (training) should not pay."""
+    try:
+        return importlib.import_module("jmrn.heatmaps_kernel")
+    except ImportError:
+        return None
+
+
+def renderer() -> str:
+    """Which path ``aggregate`` takes here: "numba <version>" or "numpy" (the fallback)."""
+    kernel = compiled_kernel()
+    return "numpy" if kernel is None else f"numba {kernel.numba_version}"
+
+
+@lru_cache(maxsize=4096)
+def _cached_weights(num_frames: int, channels: int, discretisation: str) -> np.ndarray:
+    weights = temporal_weights(num_frames, channels, discretisation)
+    weights.flags.writeable = False  # shared between calls
+    return weights
+
+
 def aggregate(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
               channels: int = 3, discretisation: str = "code") -> np.ndarray:  # fmt: skip
-    """Fast path: (T, M, V, 3) keypoints in source pixels -> (C, V, H, W) float32 U."""
+    """(T, M, V, 3) keypoints in source pixels -> (C, V, H, W) float32 U (module docstring)."""
+    kernel = compiled_kernel()
+    if kernel is None:
+        return aggregate_numpy(keypoints, image_size, grid, channels, discretisation)
+    frames, _, joints, _ = keypoints.shape
+    weights = _cached_weights(frames, channels, discretisation)
+    img_h, img_w = image_size
+    scale = min(grid.height / img_h, grid.width / img_w)
+    heat = np.zeros((channels, joints, grid.height, grid.width), dtype=np.float32)
+    kernel.render(np.ascontiguousarray(keypoints, dtype=np.float32), weights, scale,
+                  (grid.width - img_w * scale) / 2, (grid.height - img_h * scale) / 2,
+                  float(grid.sigma), float(grid.truncate), float(grid.min_conf), heat)  # fmt: skip
+    return heat
+
+
+def aggregate_numpy(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
+                    channels: int = 3, discretisation: str = "code") -> np.ndarray:  # fmt: skip
+    """The numpy fallback of ``aggregate`` (separable matmul, module docstring)."""
     frames, persons, joints, _ = keypoints.shape
     weights = temporal_weights(frames, channels, discretisation).astype(np.float32)
     # Joints first, frames and persons folded into one axis k = t * M + m.

@@ -1,14 +1,19 @@
-"""The maths of the representation: fast path = per-frame reference, weights, normalisation."""
+"""The maths of the representation: both fast renderers (compiled, numpy) = the per-frame
+reference, weights, normalisation."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
+from jmrn import heatmaps
 from jmrn.heatmaps import (
     Grid,
     TooShortError,
     aggregate,
+    aggregate_numpy,
     aggregate_reference,
     hflip,
     normalise,
@@ -20,6 +25,8 @@ from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import get_layout
 
 IMAGE = (240, 320)
+# ``aggregate`` runs the compiled kernel where numba is installed (a dependency: always in CI)
+RENDERERS = [pytest.param(aggregate, id="compiled"), pytest.param(aggregate_numpy, id="numpy")]
 
 
 def source_xy(cell_x: int, cell_y: int) -> tuple[float, float]:
@@ -39,29 +46,68 @@ def random_keypoints(rng, frames, persons, joints, missing=0.2):
 
 @pytest.mark.parametrize("discretisation", ["code", "continuous"])
 @pytest.mark.parametrize("frames,persons", [(3, 1), (17, 1), (40, 2), (25, 4)])
-def test_fast_path_equals_per_frame_reference(frames, persons, discretisation):
+@pytest.mark.parametrize("render", RENDERERS)
+def test_fast_path_equals_per_frame_reference(frames, persons, discretisation, render):
     rng = np.random.default_rng(frames * 10 + persons)
     kp = random_keypoints(rng, frames, persons, 18)
     if persons > 1:  # make persons overlap heavily so that max != sum in many places
         kp[:, 1:, :, :2] = kp[:, :1, :, :2] + rng.normal(0, 4, kp[:, 1:, :, :2].shape)
     grid = Grid(height=64, width=86, sigma=1.3)
-    fast = aggregate(kp, IMAGE, grid, 3, discretisation)
+    fast = render(kp, IMAGE, grid, 3, discretisation)
     slow = aggregate_reference(kp, IMAGE, grid, 3, discretisation)
     assert fast.shape == (3, 18, 64, 86)
     np.testing.assert_allclose(fast, slow, atol=2e-5 * slow.max())
     if persons > 1:  # the overlap correction matters: a plain sum over persons is wrong
-        summed = sum(aggregate(kp[:, m:m + 1], IMAGE, grid, 3, discretisation)
+        summed = sum(render(kp[:, m:m + 1], IMAGE, grid, 3, discretisation)
                      for m in range(persons))  # fmt: skip
         assert np.abs(summed - slow).max() > 0.1
 
 
-def test_missing_joints_draw_nothing_and_peak_is_confidence():
+@pytest.mark.parametrize("frames,persons,joints,sigma", [(300, 3, 17, 1.0), (60, 6, 5, 2.0),
+                                                         (12, 2, 3, 0.4)])  # fmt: skip
+def test_compiled_renderer_is_exact_to_float32_rounding(frames, persons, joints, sigma):
+    """Long Kinetics-like videos and crowds, overlapping persons, missing joints, wide and
+    narrow blobs: the compiled kernel sums in float64, so it agrees with the float64
+    reference to float32 rounding (1e-6 of the peak), far inside the 1e-5 asked of it."""
+    rng = np.random.default_rng(frames + persons)
+    kp = random_keypoints(rng, frames, persons, joints, missing=0.3)
+    kp[:, 1:, :, :2] = kp[:, :1, :, :2] + rng.normal(0, 6, kp[:, 1:, :, :2].shape)
+    grid = Grid(height=64, width=86, sigma=sigma)
+    slow = aggregate_reference(kp, IMAGE, grid)
+    np.testing.assert_allclose(aggregate(kp, IMAGE, grid), slow, rtol=0, atol=1e-6 * slow.max())
+
+
+def test_the_compiled_renderer_runs_where_numba_is_installed():
+    """numba is a dependency: a silent fall back to the 4-15x slower numpy path would only
+    show as a slow stage, so the installed package must take the compiled path."""
+    pytest.importorskip("numba")
+    assert heatmaps.compiled_kernel() is not None
+    assert heatmaps.renderer().startswith("numba ")
+
+
+def test_without_numba_aggregate_falls_back_to_the_numpy_path(monkeypatch):
+    """Where numba cannot be imported, ``compiled_kernel`` says so and ``aggregate`` runs the
+    numpy renderer, with the same values."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    monkeypatch.delitem(sys.modules, "jmrn.heatmaps_kernel", raising=False)
+    heatmaps.compiled_kernel.cache_clear()
+    try:
+        assert heatmaps.compiled_kernel() is None and heatmaps.renderer() == "numpy"
+        kp = random_keypoints(np.random.default_rng(5), 20, 2, 6)
+        grid = Grid(height=32, width=43)
+        np.testing.assert_array_equal(aggregate(kp, IMAGE, grid), aggregate_numpy(kp, IMAGE, grid))
+    finally:
+        heatmaps.compiled_kernel.cache_clear()  # the next caller imports the real kernel
+
+
+@pytest.mark.parametrize("render", RENDERERS)
+def test_missing_joints_draw_nothing_and_peak_is_confidence(render):
     kp = np.zeros((5, 1, 3, 3), np.float32)
     kp[:, 0, 0] = (*source_xy(43, 32), 0.7)  # joint 0 sits still on one cell, confidence 0.7
     kp[:, 0, 1] = (0, 0, 0)  # joint 1 missing everywhere: must not draw at the origin
     kp[:, 0, 2] = (100, 50, 0.0)  # joint 2 has coordinates but confidence 0
     grid = Grid(height=64, width=86)
-    heat = aggregate(kp, IMAGE, grid)
+    heat = render(kp, IMAGE, grid)
     assert heat[:, 1].max() == 0 and heat[:, 2].max() == 0
     summed = heat[:, 0].sum(axis=0)  # channels sum to one per frame: 5 frames x 0.7 at peak
     assert summed.max() == pytest.approx(5 * 0.7, rel=1e-5)
@@ -70,11 +116,12 @@ def test_missing_joints_draw_nothing_and_peak_is_confidence():
     assert summed[32, 47] == 0  # 4 cells away: beyond the 3-sigma support
 
 
-def test_min_conf_drops_low_confidence_joints():
+@pytest.mark.parametrize("render", RENDERERS)
+def test_min_conf_drops_low_confidence_joints(render):
     kp = np.zeros((4, 1, 1, 3), np.float32)
     kp[..., :] = (160, 120, 0.2)
-    assert aggregate(kp, IMAGE, Grid(min_conf=0.3)).max() == 0
-    assert aggregate(kp, IMAGE, Grid(min_conf=0.1)).max() > 0
+    assert render(kp, IMAGE, Grid(min_conf=0.3)).max() == 0
+    assert render(kp, IMAGE, Grid(min_conf=0.1)).max() > 0
 
 
 @pytest.mark.parametrize("discretisation", ["code", "continuous"])
@@ -263,7 +310,8 @@ def test_box_context_needs_the_actors_box(tmp_path):
 
 @pytest.mark.parametrize("value", [1e30, -1e30, 3e38, np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_an_absurd_coordinate_renders_as_the_joint_missing(value, axis):
+@pytest.mark.parametrize("render", RENDERERS)
+def test_an_absurd_coordinate_renders_as_the_joint_missing(value, axis, render):
     """One huge, infinite or NaN coordinate in one joint of one frame: the video renders
     exactly as with that joint missing (it used to overflow the integer window bounds and
     blank or corrupt the whole video), and as the per-frame reference renders it."""
@@ -274,13 +322,14 @@ def test_an_absurd_coordinate_renders_as_the_joint_missing(value, axis):
     absurd, missing = kp.copy(), kp.copy()
     absurd[4, 0, 2, axis] = value
     missing[4, 0, 2] = 0
-    fast = aggregate(absurd, IMAGE, grid)
-    np.testing.assert_array_equal(fast, aggregate(missing, IMAGE, grid))
+    fast = render(absurd, IMAGE, grid)
+    np.testing.assert_array_equal(fast, render(missing, IMAGE, grid))
     np.testing.assert_allclose(fast, aggregate_reference(absurd, IMAGE, grid), atol=1e-5)
     assert np.isfinite(fast).all() and fast[:, 2].max() > 0  # the joint's other frames drew
 
 
-def test_a_joint_outside_the_grid_but_within_reach_still_draws():
+@pytest.mark.parametrize("render", RENDERERS)
+def test_a_joint_outside_the_grid_but_within_reach_still_draws(render):
     """Only joints beyond the blob's reach are dropped: one a cell outside the grid still
     lights the border cells, as the reference renders it."""
     grid = Grid(height=16, width=22, sigma=1.0, truncate=3.0)
@@ -290,7 +339,7 @@ def test_a_joint_outside_the_grid_but_within_reach_still_draws():
     y = 8.5 / scale  # the centre of row 8
     kp[:, 0, 0] = ((-1.0 - x_off) / scale, y, 1.0)  # grid x = -1: reach 3 touches cells 0, 1
     kp[:, 0, 1] = ((-3.5 - x_off) / scale, y, 1.0)  # grid x = -3.5: beyond the reach
-    heat = aggregate(kp, IMAGE, grid)
+    heat = render(kp, IMAGE, grid)
     np.testing.assert_allclose(heat, aggregate_reference(kp, IMAGE, grid), atol=1e-6)
     # 3 frames, channels summing to 1 per frame; cell 0's centre is 1.5 cells away
     assert heat[:, 0, 8, 0].sum() == pytest.approx(3 * np.exp(-0.5 * 1.5**2), rel=1e-5)
@@ -316,7 +365,8 @@ def test_grid_checks_itself(kwargs, message):
     Grid(height=np.int64(8), width=9, sigma=0.25, truncate=2.0)  # half a cell: enough
 
 
-def test_at_the_smallest_reach_every_joint_inside_the_grid_draws_its_own_cell():
+@pytest.mark.parametrize("render", RENDERERS)
+def test_at_the_smallest_reach_every_joint_inside_the_grid_draws_its_own_cell(render):
     """truncate * sigma = 0.5 (the least Grid allows): a joint anywhere in a cell, corners
     included, lights that cell; with less, a joint at a corner would draw nothing."""
     grid = Grid(height=8, width=8, sigma=0.25, truncate=2.0)
@@ -324,6 +374,6 @@ def test_at_the_smallest_reach_every_joint_inside_the_grid_draws_its_own_cell():
     kp = np.zeros((3, 1, len(corners), 3), np.float32)
     kp[..., :2] = corners * 240 / 8  # a square 240x240 frame fills the 8x8 grid
     kp[..., 2] = 1.0
-    heat = aggregate(kp, (240, 240), grid).sum(axis=0)  # (V, H, W)
+    heat = render(kp, (240, 240), grid).sum(axis=0)  # (V, H, W)
     cells = np.floor(corners).astype(int)
     assert (heat[np.arange(len(corners)), cells[:, 1], cells[:, 0]] > 0).all()
