@@ -1,44 +1,158 @@
-"""Benchmark the heatmap renderer.
+"""Benchmark the heatmap renderer and the heatmaps stage.
 
-1. Fast path vs the per-frame reference on the same videos (the built-in synthetic dataset
-   if data/synthetic/keypoints.h5 exists, else generated videos): videos per second of each,
-   their ratio, the largest difference between them, and peak memory of each.
-2. The heatmaps stage's work (keypoints.h5 -> heatmaps.h5 with joblib workers, in a fresh
-   process, timed including its start-up) on an HMDB-sized dataset: about 7,000 videos of
-   about 100 frames, 17 COCO joints + neck, 1-2 persons, and on a seventh of it, to show that
-   peak memory (the process and its workers) does not grow with the number of videos.
+1. Rendering, one thread, in this process, all measured in the same run on the same videos
+   (64 x 86 grid, sigma 1, 3 channels): ms per video of
+     - ``aggregate``           the renderer the pipeline uses (compiled with numba);
+     - ``aggregate_numpy``     its fallback where numba is missing;
+     - ``aggregate_reference`` the per-frame reference (every frame drawn in full);
+     - the floor: allocating and writing the (3, V, 64, 86) float32 output, nothing else;
+   and the ratios to the reference and to the floor, plus the largest difference from the
+   reference relative to its peak. Cases: JHMDB-like (40 frames, 15 joints, one person),
+   Penn-Action-like (70 frames, 13 joints), a two-person HMDB-like video (100 frames, 17
+   joints, the persons overlapping in part of the frames), and the real JHMDB-14 videos
+   when ../shared/data/jhmdb14_gt is there.
+2. The heatmaps stage (``build_heatmaps``: keypoints.h5 -> heatmaps.h5) in a fresh process,
+   timed including its start-up, on an HMDB-size dataset (7,000 videos of ~100 frames, 30 %
+   with two persons, 17 COCO joints + neck) with one worker and with all cores, and on a
+   seventh of it, to show that peak memory (the process and its workers) stays flat.
+3. The one-off cost of the compiled code: numba compiling it on a machine's first run, and
+   a later process loading it from the cache.
 
-    python bench/heatmaps.py                      # full run, writes bench/results/heatmaps.json
-    python bench/heatmaps.py --videos 700         # quicker
+    python bench/heatmaps.py                 # writes bench/results/heatmaps.json, ~2 min
+    python bench/heatmaps.py --videos 700    # quicker
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import sys
-import tempfile
-import time
-import tracemalloc
-from pathlib import Path
 
-import numpy as np
-from process_tree import run_with_peak_rss
+# one thread for the rendering comparison (numpy's BLAS), not for the stage runs (stage_run)
+SET_HERE = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                              "NUMBA_NUM_THREADS") if name not in os.environ]  # fmt: skip
+os.environ.update(dict.fromkeys(SET_HERE, "1"))
 
-from jmrn.heatmaps import Grid, aggregate, aggregate_reference
-from jmrn.keypoints_file import KeypointsFile, KeypointsWriter
-from jmrn.layouts import COCO17, COCO17_NECK, convert
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from process_tree import machine_facts, run_with_peak_rss  # noqa: E402
+
+from jmrn.heatmaps import (  # noqa: E402
+    Grid,
+    aggregate,
+    aggregate_numpy,
+    aggregate_reference,
+    renderer,
+)
+from jmrn.keypoints_file import KeypointsWriter  # noqa: E402
+from jmrn.layouts import COCO17, COCO17_NECK, convert  # noqa: E402
 
 IMAGE = (240, 320)
+CASES = {  # frames, joints, persons, (height, width) of the frame
+    "jhmdb_like": (40, 15, 1, (240, 320)),
+    "penn_like": (70, 13, 1, (360, 480)),
+    "hmdb_two_person": (100, 17, 2, (240, 320)),
+}
+JHMDB = Path("../shared/data/jhmdb14_gt/jhmdb14_gt_split1.pkl")
 
 
-def random_videos(n: int, seed: int = 0, mean_frames: int = 100):
-    """Smooth random-walk skeletons: n videos of 60-140 frames, 1-2 persons, some joints missing."""
+def case_videos(frames: int, joints: int, persons: int, size: tuple[int, int], n: int,
+                seed: int) -> list[np.ndarray]:  # fmt: skip
+    """n random-walk skeletons of exactly this shape, 5 % of joints missing. With two
+    persons the second stands next to the first for the first half of the video, so their
+    blobs overlap there (max over persons differs from the sum), and apart afterwards."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    videos = []
+    for _ in range(n):
+        centre = rng.uniform([0.3 * width, 0.3 * height], [0.7 * width, 0.7 * height], (1, 1, 2))
+        body = rng.normal(0, 0.12 * height, (persons, joints, 2))
+        drift = np.cumsum(rng.normal(0, 0.01 * height, (frames, persons, joints, 2)), axis=0)
+        kp = np.empty((frames, persons, joints, 3), np.float32)
+        kp[..., :2] = centre + body + drift
+        if persons > 1:
+            apart = np.arange(frames) >= frames // 2
+            kp[:, 1, :, 0] += np.where(apart, 0.35, 0.04)[:, None] * width
+        kp[..., 2] = rng.uniform(0.3, 1, (frames, persons, joints)) * (
+            rng.random((frames, persons, joints)) > 0.05)
+        videos.append(kp)
+    return videos
+
+
+def jhmdb_videos() -> list[np.ndarray] | None:
+    """The real JHMDB-14 split-1 test videos (15-40 frames, 15 joints), if available."""
+    if not JHMDB.exists():
+        return None
+    from jmrn.safe_pickle import load_pickle
+
+    data = load_pickle(JHMDB)
+    test = set(data["split"]["test1"])
+    videos = []
+    for ann in data["annotations"]:
+        if ann["frame_dir"] in test:
+            kp = np.concatenate([ann["keypoint"], ann["keypoint_score"][..., None]], axis=-1)
+            videos.append(kp.transpose(1, 0, 2, 3).astype(np.float32))  # (T, M, V, 3)
+    return videos
+
+
+def per_video_ms(fn, videos: list[np.ndarray], size, grid: Grid, repeats: int) -> float:
+    """Best of ``repeats`` passes over the videos (others on the machine only slow a pass)."""
+    fn(videos[0], size, grid)  # warm up (the compiled code loads from its cache)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for kp in videos:
+            fn(kp, size, grid)
+        best = min(best, (time.perf_counter() - start) / len(videos))
+    return best * 1e3
+
+
+def floor_ms(videos: list[np.ndarray], grid: Grid, repeats: int) -> float:
+    """Allocating and writing each video's (3, V, H, W) float32 output, nothing else."""
+    def write(kp, size, grid):
+        return np.full((3, kp.shape[2], grid.height, grid.width), 1.0, np.float32)
+    return per_video_ms(write, videos, None, grid, repeats)
+
+
+def compare(name: str, videos: list[np.ndarray], size, grid: Grid, repeats: int) -> dict:
+    frames = [kp.shape[0] for kp in videos]
+    ms = {"floor": floor_ms(videos, grid, repeats),
+          "aggregate": per_video_ms(aggregate, videos, size, grid, repeats),
+          "aggregate_numpy": per_video_ms(aggregate_numpy, videos, size, grid, repeats),
+          "aggregate_reference": per_video_ms(aggregate_reference, videos[:5], size, grid,
+                                              max(1, repeats // 2))}  # fmt: skip
+    worst = {"aggregate": 0.0, "aggregate_numpy": 0.0}
+    for kp in videos[:5]:
+        slow = aggregate_reference(kp, size, grid)
+        for fn in (aggregate, aggregate_numpy):
+            diff = np.abs(fn(kp, size, grid) - slow).max() / slow.max()
+            worst[fn.__name__] = max(worst[fn.__name__], float(diff))
+    result = {
+        "videos": len(videos), "frames": f"{min(frames)}-{max(frames)}",
+        "persons": int(videos[0].shape[1]), "joints": int(videos[0].shape[2]),
+        "ms_per_video": ms,
+        "aggregate_vs_reference": ms["aggregate_reference"] / ms["aggregate"],
+        "aggregate_vs_numpy_fallback": ms["aggregate_numpy"] / ms["aggregate"],
+        "aggregate_over_floor": ms["aggregate"] / ms["floor"],
+        "max_difference_from_reference_over_peak": worst,
+    }  # fmt: skip
+    print(f"{name:<18}{ms['aggregate']:>9.3f}{ms['aggregate_numpy']:>9.3f}"
+          f"{ms['aggregate_reference']:>10.2f}{ms['floor']:>8.3f}"
+          f"{result['aggregate_vs_reference']:>9.0f}x{result['aggregate_over_floor']:>8.1f}x"
+          f"{worst['aggregate']:>10.1e}", flush=True)  # fmt: skip
+    return result
+
+
+def hmdb_like_videos(n: int, seed: int = 0):
+    """HMDB-sized data: n videos of 60-140 frames, 30 % with two persons, COCO-17 + neck."""
     rng = np.random.default_rng(seed)
     for i in range(n):
-        frames = int(rng.integers(mean_frames - 40, mean_frames + 41))
+        frames = int(rng.integers(60, 141))
         persons = 1 + int(rng.random() < 0.3)
         centre = rng.uniform([60, 60], [260, 180], (persons, 1, 2))
         body = rng.normal(0, 25, (persons, 17, 2))
@@ -49,99 +163,103 @@ def random_videos(n: int, seed: int = 0, mean_frames: int = 100):
         yield f"video_{i:05d}", convert(kp, COCO17, COCO17_NECK)
 
 
-def write_keypoints(path: Path, n: int) -> None:
+def write_keypoints(path: Path, n: int) -> int:
     from jmrn.records import Video
 
     writer = KeypointsWriter(path, dataset="bench", source_format="generated",
                              layout=COCO17_NECK, class_names=["a"], multi_label=False)  # fmt: skip
-    for vid, kp in random_videos(n):
+    frames = 0
+    for vid, kp in hmdb_like_videos(n):
         writer.add(Video(vid, kp, IMAGE, (0,), "generated"))
+        frames += kp.shape[0]
     writer.close({"all": list(range(n))})
+    return frames
 
 
-def compare_paths(videos: list[np.ndarray], sizes: list[tuple[int, int]], grid: Grid) -> dict:
-    """Both renderers on the same videos in this process (one core): speed, agreement, memory.
-
-    Timing runs without tracemalloc (it slows allocation-heavy code); peak memory of one
-    video's rendering is measured in a separate pass.
-    """
-    out: dict = {}
-    for name, fn in (("fast", aggregate), ("reference", aggregate_reference)):
-        fn(videos[0], sizes[0], grid)  # warm up
-        start = time.perf_counter()
-        for kp, size in zip(videos, sizes, strict=True):
-            fn(kp, size, grid)
-        seconds = time.perf_counter() - start
-        peak = 0
-        for kp, size in zip(videos[:10], sizes[:10], strict=True):
-            tracemalloc.start()
-            fn(kp, size, grid)
-            peak = max(peak, tracemalloc.get_traced_memory()[1])
-            tracemalloc.stop()
-        out[name] = {"videos_per_second": len(videos) / seconds, "peak_mib_per_video": peak / 2**20}
-    out["speedup"] = out["fast"]["videos_per_second"] / out["reference"]["videos_per_second"]
-    out["max_abs_difference"] = max(
-        float(np.abs(aggregate(kp, size, grid) - aggregate_reference(kp, size, grid)).max())
-        for kp, size in zip(videos, sizes, strict=True)
-    )
-    return out
-
-
-def stage_run(n: int, grid: Grid, workdir: Path, n_jobs: int) -> dict:
-    """The heatmaps stage's work (build_heatmaps) on n videos, in its own process."""
-    kp_path, hm_path = workdir / f"kp_{n}.h5", workdir / f"hm_{n}.h5"
-    write_keypoints(kp_path, n)
-    with KeypointsFile(kp_path) as kf:
-        frames = int(kf.num_frames.sum())
+def stage_run(kp_path: Path, n: int, frames: int, n_jobs: int) -> dict:
+    """build_heatmaps (the heatmaps stage's work) in a fresh process, start-up included."""
+    out = kp_path.with_name(f"hm_{n}_{n_jobs}.h5")
     code = ("from jmrn.heatmaps import Grid; from jmrn.heatmaps_file import build_heatmaps; "
-            f"build_heatmaps({str(kp_path)!r}, {str(hm_path)!r}, Grid(height={grid.height}, "
-            f"width={grid.width}, sigma={grid.sigma}), n_jobs={n_jobs})")  # fmt: skip
-    seconds, peak, _ = run_with_peak_rss([sys.executable, "-c", code])
-    result = {"videos": n, "frames": frames, "seconds": seconds,
+            f"build_heatmaps({str(kp_path)!r}, {str(out)!r}, Grid(height=64, width=86), "
+            f"n_jobs={n_jobs})")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in SET_HERE}
+    seconds, peak, _ = run_with_peak_rss([sys.executable, "-c", code], env=env)
+    result = {"videos": n, "frames": frames, "n_jobs": n_jobs, "seconds": seconds,
               "videos_per_second": n / seconds, "peak_rss_mib": peak,
-              "output_mib": hm_path.stat().st_size / 2**20}  # fmt: skip
-    kp_path.unlink()
-    hm_path.unlink()
+              "output_mib": out.stat().st_size / 2**20}  # fmt: skip
+    out.unlink()
+    print(f"heatmaps stage: {n} videos, n_jobs={n_jobs}: {seconds:.2f} s, "
+          f"{peak:.0f} MiB peak", flush=True)  # fmt: skip
     return result
+
+
+def jit_costs() -> dict:
+    """Seconds of a fresh process's first render: compiling (an empty numba cache), then
+    loading the compiled code from the cache it left (every later process)."""
+    code = ("import time, numpy as np; t = time.perf_counter(); "
+            "from jmrn.heatmaps import Grid, aggregate; from jmrn.heatmaps_file import "
+            "stored_chunk; h = aggregate(np.ones((4, 1, 2, 3), np.float32), (240, 320), "
+            "Grid()); stored_chunk(h, 'float16', 'lzf'); print(time.perf_counter() - t)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        runs = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                     capture_output=True, text=True).stdout)
+                for _ in range(2)]  # fmt: skip
+    print(f"compiled code: {runs[0]:.1f} s to compile (once per machine and checkout), "
+          f"{runs[1]:.2f} s to load in a later process", flush=True)  # fmt: skip
+    return {"first_run_compile_seconds": runs[0], "later_process_load_seconds": runs[1]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=7000, help="HMDB-sized run")
-    parser.add_argument("--compare", type=int, default=60, help="videos for fast vs reference")
-    parser.add_argument("--n-jobs", type=int, default=-1)
+    parser.add_argument("--videos", type=int, default=7000, help="HMDB-size stage run")
+    parser.add_argument("--per-case", type=int, default=40, help="videos per rendering case")
+    parser.add_argument("--repeats", type=int, default=5, help="passes; the best is kept")
     parser.add_argument("--out", default="bench/results/heatmaps.json")
     args = parser.parse_args()
-    grid = Grid(height=64, width=86)
-
-    synthetic = Path("data/synthetic/keypoints.h5")
-    if synthetic.exists():
-        with KeypointsFile(synthetic) as kf:
-            ids = range(min(args.compare, len(kf)))
-            videos = [kf.keypoints(i) for i in ids]
-            sizes = [tuple(kf.image_size[i]) for i in ids]
-        source = str(synthetic)
-    else:
-        videos = [kp for _, kp in random_videos(args.compare, seed=1)]
-        sizes = [IMAGE] * len(videos)
-        source = "generated random-walk videos"
-    print(f"fast path vs per-frame reference on {len(videos)} videos ({source}) ...")
-    comparison = compare_paths(videos, sizes, grid)
-    print(json.dumps(comparison, indent=2))
-
-    runs = []
+    load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        print(f"warning: load average {load_before[0]:.2f} before the start: other work on "
+              "the machine slows the runs and lowers the speed-ups")  # fmt: skip
+    grid = Grid(height=64, width=86, sigma=1.0)
+    print(f"renderer: {renderer()}; ms per video, one thread")
+    print(f"{'case':<18}{'jmrn':>9}{'numpy':>9}{'reference':>10}{'floor':>8}"
+          f"{'vs ref':>10}{'/floor':>9}{'max diff':>10}")  # fmt: skip
+    render = {}
+    for seed, (name, (frames, joints, persons, size)) in enumerate(CASES.items()):
+        videos = case_videos(frames, joints, persons, size, args.per_case, seed)
+        render[name] = compare(name, videos, size, grid, args.repeats)
+    real = jhmdb_videos()
+    if real is not None:
+        render["jhmdb14_gt_test_real"] = compare("jhmdb14_gt (real)", real, IMAGE, grid,
+                                                 args.repeats)  # fmt: skip
+    jit = jit_costs()
+    stage = []
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         for n in sorted({max(args.videos // 7, 1), args.videos}):
-            print(f"heatmaps stage on {n} HMDB-like videos ...")
-            runs.append(stage_run(n, grid, Path(tmp), args.n_jobs))
-            print(json.dumps(runs[-1], indent=2))
+            kp_path = Path(tmp) / f"kp_{n}.h5"
+            frames = write_keypoints(kp_path, n)
+            jobs = (1, -1) if n == args.videos else (-1,)
+            stage += [stage_run(kp_path, n, frames, n_jobs) for n_jobs in jobs]
+    full = {run["n_jobs"]: run["seconds"] for run in stage if run["videos"] == args.videos}
     report = {
         "command": "python bench/heatmaps.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "processor": platform.machine()},
-        "compare": {"videos": len(videos), "source": source, **comparison},
-        "stage": runs,
+        "machine": {**machine_facts(), "load_average_before": load_before,
+                    "load_average_after": os.getloadavg()},
+        "renderer": renderer(),
+        "grid": {"height": grid.height, "width": grid.width, "sigma": grid.sigma,
+                 "truncate": grid.truncate, "channels": 3},
+        "render": render,
+        "jit": jit,
+        "stage": stage,
+        "stage_speedup_all_cores_vs_one": full[1] / full[-1],
+        "notes": "render: one thread, best of --repeats passes over the same videos for "
+                 "every renderer (the reference over 5 of them); floor: np.full of the "
+                 "(3, V, 64, 86) float32 output per video. stage: build_heatmaps in a fresh "
+                 "process (interpreter, imports, worker start-up and compiled-code loading "
+                 "included; the cache is warm), peak_rss_mib summed over the process and its "
+                 "workers; float16 rows, LZF-compressed.",
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -12,15 +12,15 @@ from pathlib import Path
 import psutil
 
 
-def run_with_peak_rss(cmd: list[str], interval: float = 0.05,
-                      capture: bool = False) -> tuple[float, float, str]:  # fmt: skip
+def run_with_peak_rss(cmd: list[str], interval: float = 0.05, capture: bool = False,
+                      env: dict[str, str] | None = None) -> tuple[float, float, str]:  # fmt: skip
     """(seconds, peak MiB summed over the process tree, stdout if ``capture``).
 
     The sum is an upper bound: pages shared between processes are counted in each. Polled
     every ``interval`` seconds, in a fresh process so that the parent's peak does not leak in.
     """
     start = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.PIPE if capture else None, text=True)
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE if capture else None, text=True, env=env)
     peak = 0
     while proc.poll() is None:
         total = 0

@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from jmrn.h5file import ValidatedH5
-from jmrn.heatmaps import Grid, aggregate, temporal_weights
+from jmrn.heatmaps import Grid, aggregate, compiled_kernel, temporal_weights
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import layout_from_attrs
@@ -262,7 +262,8 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
                          compression=compression)  # fmt: skip
         tasks = ((rows[s:s + chunk_videos], spans[rows[s:s + chunk_videos, 0]],
                   [source_ids[v] for v in rows[s:s + chunk_videos, 0]]) for s in starts)
-        results = ordered_map(render, tasks, n_jobs)
+        # threads: the renderer and the encoder release the GIL (jmrn.parallel)
+        results = ordered_map(render, tasks, n_jobs, threads=compiled_kernel() is not None)
         announce_total(progress, n)  # rows: videos, or clips
         nonzero = 0
         origin = (0,) * len(shape)

@@ -443,7 +443,7 @@ def ingest(
                    max_outside_fraction=float(max_outside_fraction),
                    placeholder_xy=placeholder)  # fmt: skip
     loaded = ordered_map(load, index.entries, n_jobs if index.parallel else 1,
-                         tasks_per_worker=64)  # fmt: skip
+                         tasks_per_worker=4, batch_size=16)  # fmt: skip
     announce_total(progress, len(index.entries))  # the bar can show the time left
 
     kept_ids: dict[str, int] = {}

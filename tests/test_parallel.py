@@ -21,15 +21,19 @@ def fail_on_five(x: int) -> int:
     return x
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
-def test_results_come_in_order_from_the_workers(n_jobs):
-    results = list(ordered_map(slow_square, range(40), n_jobs))
+@pytest.mark.parametrize("n_jobs,batch_size,threads", [(1, 1, False), (2, 1, False),
+                                                       (2, 3, False), (2, 3, True)])  # fmt: skip
+def test_results_come_in_order_from_the_workers(n_jobs, batch_size, threads):
+    results = list(ordered_map(slow_square, range(40), n_jobs, batch_size=batch_size,
+                               threads=threads))  # fmt: skip
     assert [r for r, _ in results] == [x * x for x in range(40)]
     pids = {pid for _, pid in results}
-    assert (pids == {os.getpid()}) if n_jobs == 1 else (os.getpid() not in pids)
+    in_process = n_jobs == 1 or threads
+    assert (pids == {os.getpid()}) if in_process else (os.getpid() not in pids)
 
 
-def test_at_most_tasks_per_worker_tasks_are_taken_ahead_of_the_caller():
+@pytest.mark.parametrize("threads", [False, True])
+def test_at_most_tasks_per_worker_tasks_are_taken_ahead_of_the_caller(threads):
     """Memory bound: items are pulled lazily, a fixed number ahead of the results taken."""
     pulled = []
 
@@ -38,14 +42,16 @@ def test_at_most_tasks_per_worker_tasks_are_taken_ahead_of_the_caller():
             pulled.append(x)
             yield x
 
-    results = ordered_map(slow_square, items(), n_jobs=2, tasks_per_worker=3)
+    results = ordered_map(slow_square, items(), n_jobs=2, tasks_per_worker=3, batch_size=2,
+                          threads=threads)  # fmt: skip
     for k in range(10):
         next(results)
-        assert len(pulled) <= k + 1 + 2 * 3  # the results taken plus the window
+        assert len(pulled) <= k + 2 + 2 * 3 * 2  # the results taken, the window of batches
     results.close()
-    assert len(pulled) < 20
+    assert len(pulled) < 30
 
 
-def test_a_failing_task_raises_in_the_caller():
+@pytest.mark.parametrize("threads", [False, True])
+def test_a_failing_task_raises_in_the_caller(threads):
     with pytest.raises(ValueError, match="video 5 is broken"):
-        list(ordered_map(fail_on_five, range(20), n_jobs=2))
+        list(ordered_map(fail_on_five, range(20), n_jobs=2, threads=threads))
