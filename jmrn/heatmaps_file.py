@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from jmrn.h5file import ValidatedH5
-from jmrn.heatmaps import Grid, aggregate, compiled_kernel, temporal_weights
+from jmrn.heatmaps import Grid, aggregate, compiled_kernel, renderer, temporal_weights
 from jmrn.io import atomic_path
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import layout_from_attrs
@@ -280,6 +280,7 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         **({} if clips is None else {"clips": int(n)}),
         "shape": list(shape),
         "dtype": dtype,
+        "renderer": renderer(),  # "numpy": numba is missing, rendering is 4-15x slower
         "mean_frames": float(num_frames.mean()),
         # fraction of grid cells with any heat: grows with sigma and with motion
         "occupancy": nonzero / (n * int(np.prod(shape))),

@@ -22,4 +22,5 @@ write_class_overview(f"data/{name}/heatmaps.h5", f"plots/{name}/heatmaps.png")
 metrics = {k: summary[k] for k in ("videos", "mean_frames", "occupancy", "mean_area_peak")}
 write_json(f"metrics/{name}/heatmaps.json", metrics)
 write_json(f"reports/{name}/heatmaps.json", {**summary, "settings": section(params, "heatmap")})
-print(f"heatmaps {name}: {summary['videos']} videos {summary['shape']} in {seconds:.1f} s")
+print(f"heatmaps {name}: {summary['videos']} videos {summary['shape']} in {seconds:.1f} s "
+      f"(renderer: {summary['renderer']})")
