@@ -121,12 +121,16 @@ def shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
 
 
 def _shift_chain(
-    x: torch.Tensor, parts: Sequence[tuple[torch.Tensor, torch.Tensor]]
-) -> torch.Tensor:
+    x: torch.Tensor, parts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    flip: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Apply several shifts one after the other (each with its zero fill) in one gather.
 
     The result equals ``shift(shift(x, *parts[0]), *parts[1])...``: the summed shift, except
-    that a cell is 0 when its content left the grid at any intermediate step.
+    that a cell is 0 when its content left the grid at any intermediate step. ``flip`` =
+    (coin (B,) bool, permutation (V,)) then mirrors W and permutes the joints of the samples
+    whose coin is set, as :func:`hflip` would after the shifts, within the same gather: the
+    same values, without hflip's three passes over the batch.
     """
     _check_batch(x)
     b, c, v, h, w = x.shape
@@ -143,11 +147,22 @@ def _shift_chain(
         src_x = src_x - dx.to(device=x.device, dtype=torch.long)[:, :, None, None]
         inside_y = inside_y & (src_y >= 0) & (src_y < h)
         inside_x = inside_x & (src_x >= 0) & (src_x < w)
-    inside = (inside_y & inside_x).reshape(b, 1, v, h * w)
-    index = (src_y.clamp(0, h - 1) * w + src_x.clamp(0, w - 1)).reshape(b, 1, v, h * w)
-    out = torch.gather(x.reshape(b, c, v, h * w), 3, index.expand(b, c, v, h * w))
-    out = torch.where(inside, out, torch.zeros((), dtype=x.dtype, device=x.device))
-    return out.reshape(b, c, v, h, w)
+    joint = torch.arange(v, device=x.device).expand(b, v)
+    if flip is not None:  # a flipped sample's joint j, column k: joint perm[j], column W-1-k
+        coin, perm = flip
+        joint = torch.where(coin[:, None], perm[None, :], joint)
+        src_y, inside_y = (t.gather(1, joint[:, :, None, None].expand(b, v, h, 1))
+                           for t in (src_y, inside_y))  # fmt: skip
+        src_x, inside_x = (t.gather(1, joint[:, :, None, None].expand(b, v, 1, w))
+                           for t in (src_x, inside_x))  # fmt: skip
+        mirrored = coin[:, None, None, None]
+        src_x = torch.where(mirrored, src_x.flip(-1), src_x)
+        inside_x = torch.where(mirrored, inside_x.flip(-1), inside_x)
+    inside = (inside_y & inside_x).reshape(b, 1, v * h * w)
+    index = (joint[:, :, None, None] * (h * w) + src_y.clamp(0, h - 1) * w
+             + src_x.clamp(0, w - 1)).reshape(b, 1, v * h * w)  # fmt: skip
+    out = torch.gather(x.reshape(b, c, v * h * w), 2, index.expand(b, c, v * h * w))
+    return out.masked_fill_(~inside, 0).reshape(b, c, v, h, w)  # in place: no second batch
 
 
 def _draw_shifts(shape: tuple[int, ...], max_shift: int, generator: torch.Generator,
@@ -214,13 +229,19 @@ def hflip(x: torch.Tensor, flip_permutation, p: float,
 
     Flipped samples equal :func:`jmrn.heatmaps.hflip`; the others are returned unchanged.
     """
+    coin, perm = _draw_flips(x, flip_permutation, p, generator)
+    return torch.where(coin[:, None, None, None, None], x[:, :, perm].flip(-1), x)
+
+
+def _draw_flips(x: torch.Tensor, flip_permutation, p: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(coin (B,) bool: flip this sample, the joint permutation (V,) on x's device)."""
     _check_batch(x)
     _check_generator(generator, x.device)
     perm = torch.as_tensor(np.asarray(flip_permutation), dtype=torch.long, device=x.device)
     if perm.shape != (x.shape[2],):
         raise ValueError(f"flip permutation of length {perm.numel()} for {x.shape[2]} joints")
-    coin = torch.rand(x.shape[0], generator=generator, device=x.device) < p
-    return torch.where(coin[:, None, None, None, None], x[:, :, perm].flip(-1), x)
+    return torch.rand(x.shape[0], generator=generator, device=x.device) < p, perm
 
 
 # --------------------------------------------------------------------------- rotation
@@ -363,13 +384,19 @@ def augment(x: torch.Tensor, targets: torch.Tensor | None, settings: Mapping,
     beta = settings["beta"] if mode in ("global", "global_and_groupwise", "jointwise") else 0
     gamma = settings["gamma"] if mode in ("groupwise", "global_and_groupwise") else 0
     parts = _shift_parts(b, v, beta, gamma, groups, mode, generator, x.device)
-    if parts:
-        x = _shift_chain(x, parts)  # global then groupwise, each with its own zero fill
-    if settings.get("rotation_degrees", 0) > 0:
-        x = rotate(x, settings["rotation_degrees"], generator)
-    if settings.get("group_rotation_degrees", 0) > 0:
-        x = rotate(x, settings["group_rotation_degrees"], generator, groups=groups)
-    x = hflip(x, layout.flip_permutation(), settings["flip_p"], generator)
+    rotations = settings.get("rotation_degrees", 0) > 0 or \
+        settings.get("group_rotation_degrees", 0) > 0  # fmt: skip
+    if not rotations:  # shifts and flip in one gather; the same draws in the same order
+        flips = _draw_flips(x, layout.flip_permutation(), settings["flip_p"], generator)
+        x = _shift_chain(x, parts, flips)
+    else:
+        if parts:
+            x = _shift_chain(x, parts)  # global then groupwise, each with its own zero fill
+        if settings.get("rotation_degrees", 0) > 0:
+            x = rotate(x, settings["rotation_degrees"], generator)
+        if settings.get("group_rotation_degrees", 0) > 0:
+            x = rotate(x, settings["group_rotation_degrees"], generator, groups=groups)
+        x = hflip(x, layout.flip_permutation(), settings["flip_p"], generator)
     if settings.get("cutmix_joints", 0) > 0:
         if targets is None:
             raise ValueError("CutMix of joints needs targets to mix")

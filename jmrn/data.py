@@ -15,15 +15,23 @@ Decisions:
   full-grid maximum, kept for analysis; training does not use it.)
 * Random crop offsets come from a generator seeded by (seed, epoch, video index), so they are
   the same whatever the number of DataLoader workers (§10.10).
+* Training never waits for data (issue 14): a batch is read with one call (``__getitems__``)
+  and ``jmrn.train`` iterates its loader through :class:`Prefetcher`, a background thread
+  that prepares the next batches while the model runs on this one. Neither changes a value
+  or the order of the batches.
 """
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
+from collections.abc import Iterable, Iterator
 
+import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from jmrn.heatmaps import normalise
 from jmrn.heatmaps_file import HeatmapsFile
@@ -90,7 +98,10 @@ class HeatmapDataset(Dataset):
 
     The HDF5 file is opened lazily in each DataLoader worker (h5py handles do not survive a
     fork). Every item reads one chunk (one video) from disk: memory does not grow with the
-    dataset.
+    dataset. A DataLoader fetches a whole batch with one ``__getitems__`` call, which converts,
+    normalises and pads the batch at once (issue 14: item by item, with numpy's float16
+    conversion and the collate's stacking, these cost as much as the reads);
+    ``__getitem__`` is the same code for a batch of one, so both give the same values.
     """
 
     def __init__(self, path: str, indices: np.ndarray, crop: tuple[int, int], normalisation: str,
@@ -103,7 +114,9 @@ class HeatmapDataset(Dataset):
         with HeatmapsFile(self.path) as hf:
             self.targets = hf.labels[self.indices].astype(np.float32)
             self.area_norm = hf.area_norm[self.indices]
+            self.shape = tuple(hf.heatmaps.shape[1:3])  # (C, V)
             self.grid = tuple(hf.heatmaps.shape[-2:])
+            self.dtype = hf.heatmaps.dtype
         normalise(np.zeros((1, 1, 1, 1)), np.ones(1), np.ones((1, 1)), normalisation)  # validate
 
     def set_epoch(self, epoch: int) -> None:
@@ -113,20 +126,143 @@ class HeatmapDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: list[int]) -> HeatmapBatch:
+        """Items ``items`` (the DataLoader passes a batch's indices), read, cropped, converted,
+        normalised and padded as one batch."""
         if self._file is None:
             self._file = HeatmapsFile(self.path)
-        video = int(self.indices[item])
-        rng = np.random.default_rng((self.seed, self.epoch, video))
+        items = np.asarray(items, dtype=np.int64)
         (h, w), (ch, cw) = self.grid, self.crop
-        y0, x0 = crop_offsets(h, ch, self.train, rng), crop_offsets(w, cw, self.train, rng)
-        heat = self._file.heatmaps[video, :, :, y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+        rh, rw = min(h, ch), min(w, cw)  # the window read: the crop, or the whole smaller map
+        raw = np.empty((len(items), *self.shape, rh, rw), dtype=self.dtype)
+        # h5py's low-level read: the same bytes as heatmaps[video, :, :, y0:y0 + rh, ...]
+        # without the high-level selection machinery, a third of the time of a read
+        dataset = self._file.heatmaps.id
+        file_space, window = dataset.get_space(), (1, *self.shape, rh, rw)
+        memory_space = h5py.h5s.create_simple(window)
+        for k, item in enumerate(items):
+            video = int(self.indices[item])
+            rng = np.random.default_rng((self.seed, self.epoch, video))
+            y0, x0 = crop_offsets(h, ch, self.train, rng), crop_offsets(w, cw, self.train, rng)
+            file_space.select_hyperslab((video, 0, 0, y0, x0), window)
+            try:
+                dataset.read(memory_space, file_space, raw[k:k + 1])
+            except OSError as err:  # h5py's message names neither the file nor the video
+                raise OSError(f"{self.path}: cannot read the heatmaps of video "
+                              f"{self._file.video_ids[video]!r} (row {video}): {err}; the "
+                              "file is damaged: re-run the heatmaps stage") from err  # fmt: skip
+        # float16 -> float32 is exact either way, and torch's conversion is vectorised (about
+        # 20x numpy's astype, which cost as much as the read)
+        heat = torch.from_numpy(raw).float().numpy()
         # "max" divides by the maximum of the crop, as the authors do (normalisation follows the
         # crop), not by the stored full-grid max_norm: a joint whose peak fell outside the crop
         # would otherwise never reach 1 in the network's input.
         crop_max = heat.max(axis=(-2, -1)) if self.normalisation == "max" else None
-        heat = normalise(heat, self.area_norm[item], crop_max, self.normalisation)
-        if heat.shape[-2:] != (ch, cw):  # smaller than the crop: pad with zeros, centred
-            pad_h, pad_w = ch - heat.shape[-2], cw - heat.shape[-1]
-            heat = np.pad(heat, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                                 (pad_w // 2, pad_w - pad_w // 2)))  # fmt: skip
-        return torch.from_numpy(np.ascontiguousarray(heat)), torch.from_numpy(self.targets[item])
+        heat = normalise(heat, self.area_norm[items], crop_max, self.normalisation)
+        if (rh, rw) != (ch, cw):  # smaller than the crop: pad with zeros, centred
+            top, left = (ch - rh) // 2, (cw - rw) // 2
+            padded = np.zeros((len(items), *self.shape, ch, cw), dtype=np.float32)
+            padded[..., top:top + rh, left:left + rw] = heat
+            heat = padded
+        return HeatmapBatch(torch.from_numpy(np.ascontiguousarray(heat)),
+                            torch.from_numpy(self.targets[items]))  # fmt: skip
+
+
+class HeatmapBatch(list):
+    """A batch of ``HeatmapDataset`` items: the list of (heatmaps, target) pairs that any
+    DataLoader's default collate stacks, and the batch already stacked (``stacked``), which
+    :func:`collate` returns without stacking it again (a copy of the whole batch)."""
+
+    def __init__(self, heatmaps: torch.Tensor, targets: torch.Tensor) -> None:
+        super().__init__(zip(heatmaps, targets, strict=True))
+        self.stacked = (heatmaps, targets)
+
+
+def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DataLoader's ``collate_fn`` for a ``HeatmapDataset``: its stacked batch as it is."""
+    if isinstance(batch, HeatmapBatch):
+        return batch.stacked
+    return default_collate(batch)
+
+
+class Prefetcher:
+    """Iterate ``batches`` (e.g. a DataLoader) in a background thread, up to ``depth`` batches
+    ahead of the consumer.
+
+    Without loader workers, reading, decompressing, cropping and normalising a batch would
+    otherwise run between two training steps, with the model idle. In a thread it overlaps
+    the model's step: h5py holds the GIL while it decompresses (about 0.3 ms a video), but
+    the conversion and normalisation and the model's torch kernels release it. An error in
+    the thread (a damaged file) is raised in the consumer at the batch it would have
+    produced, never swallowed or left hanging; a consumer that stops early (an error in its
+    loop, a ``break``) stops the thread. ``len`` is the source's. On 2 cores this makes a
+    JMRN epoch on jhmdb14_gt about 10 % faster; with DataLoader workers it only hands their
+    batches on (``bench/train_input.py``, docs/training.md).
+
+    The thread's own torch ops (the float16 conversion) run on one core: on OpenMP builds a
+    thread that runs a parallel op gets a team of its own, whose waiting threads spin on the
+    cores the model's team needs.
+    """
+
+    def __init__(self, batches: Iterable, depth: int = 2) -> None:
+        if depth < 1:
+            raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+        self.batches, self.depth = batches, depth
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator:
+        slots: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(entry: tuple) -> bool:  # False once the consumer has gone
+            while not stop.is_set():
+                try:
+                    slots.put(entry, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            restore = _single_torch_thread()
+            try:
+                for batch in self.batches:
+                    if not put(("batch", batch)):
+                        return
+                put(("end", None))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
+                put(("error", err))
+            finally:
+                if restore is not None:
+                    torch.set_num_threads(restore)
+
+        thread = threading.Thread(target=produce, name="jmrn-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = slots.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _single_torch_thread() -> int | None:
+    """Make the calling thread's torch ops single-threaded, where that stays in the thread:
+    with OpenMP (PyTorch's CPU builds) ``torch.set_num_threads`` sets the calling thread's
+    team size. Returns the value to restore when the thread ends (torch also keeps it as the
+    default of threads it starts later), or None where nothing was changed (another parallel
+    backend, whose setting is process-wide)."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before

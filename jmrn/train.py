@@ -57,6 +57,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from jmrn.augment import augment
-from jmrn.data import HeatmapDataset, stratified_split, validation_groups
+from jmrn.data import (
+    HeatmapDataset,
+    Prefetcher,
+    collate,
+    stratified_split,
+    validation_groups,
+)
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.io import atomic_path, resume_checkpoint, save_torch, write_json
 from jmrn.layouts import layout_from_attrs
@@ -132,7 +139,7 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+def evaluate(model: torch.nn.Module, loader: Iterable, device: torch.device,
              multi_label: bool) -> dict:  # fmt: skip
     """One forward per video (view 1, no augmentation): loss, scores, targets, joint weights."""
     model.eval()
@@ -169,12 +176,52 @@ def main_metric(metrics: dict, multi_label: bool) -> float:
 
 
 def _loader(dataset: HeatmapDataset, batch: int, shuffle: bool, workers: int, seed: int,
-            sampler=None) -> DataLoader:  # fmt: skip
+            sampler=None) -> Prefetcher:  # fmt: skip
+    """The batches of ``dataset``, shuffled by a generator seeded with ``seed``, prepared in
+    a background thread (``Prefetcher``) while the model runs: training never waits for
+    data (issue 14; ``bench/train_input.py`` measures it). The DataLoader fetches each batch
+    with one ``HeatmapDataset.__getitems__`` call."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None,
-                      sampler=sampler, num_workers=workers, generator=generator,
-                      pin_memory=torch.cuda.is_available(), drop_last=False,
-                      persistent_workers=False)  # fmt: skip
+    loader = DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None,
+                        sampler=sampler, num_workers=workers, generator=generator,
+                        pin_memory=torch.cuda.is_available(), drop_last=False,
+                        persistent_workers=False, collate_fn=collate)  # fmt: skip
+    return Prefetcher(loader)
+
+
+def two_views(x: torch.Tensor, t: torch.Tensor, paa: dict, layout,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The 2B inputs of a training step: two independently augmented views of the batch,
+    view 1 of every sample first, and their (possibly CutMix-mixed) targets."""
+    x1, t1 = augment(x, t, paa, layout, generator)
+    x2, t2 = augment(x, t, paa, layout, generator)
+    return torch.cat([x1, x2]), torch.cat([t1, t2])
+
+
+def model_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, views: torch.Tensor,
+               view_targets: torch.Tensor, t: torch.Tensor, multi_label: bool,
+               jcl_weight: float, contrastive: dict,
+               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Forward of the views, the losses, backward and the optimiser step: everything of a
+    training step that is the model's. Returns (loss, classification loss), still tensors."""
+    with autocast(views.device):
+        out = net(views)
+    cls = classification_loss(out.logits.float(), view_targets, multi_label)
+    if jcl_weight > 0:
+        jcl = joint_contrastive_loss(out.embeddings.float(), t, contrastive["variant"],
+                                     contrastive["tau"])  # fmt: skip
+    elif out.embeddings is not None:  # keep the projection head in the graph for DDP
+        jcl = 0.0 * out.embeddings.float().sum()
+    else:
+        jcl = torch.zeros((), device=views.device)
+    loss = cls + jcl_weight * jcl
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; "
+                                 "lower train.lr")  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, cls
 
 
 def train(
@@ -312,25 +359,9 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                        disable=not progress or rank != 0)  # fmt: skip
         for x, t in batches:
             x, t = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True)
-            x1, t1 = augment(x, t, p_set, layout, augment_rng)
-            x2, t2 = augment(x, t, p_set, layout, augment_rng)
-            with autocast(dev):
-                out = net(torch.cat([x1, x2]))
-            cls = classification_loss(out.logits.float(), torch.cat([t1, t2]), multi_label)
-            if jcl_weight > 0:
-                jcl = joint_contrastive_loss(out.embeddings.float(), t, c_set["variant"],
-                                             c_set["tau"])  # fmt: skip
-            elif out.embeddings is not None:  # keep the projection head in the graph for DDP
-                jcl = 0.0 * out.embeddings.float().sum()
-            else:
-                jcl = torch.zeros((), device=dev)
-            loss = cls + jcl_weight * jcl
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; "
-                                         "lower train.lr")  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            views, view_targets = two_views(x, t, p_set, layout, augment_rng)
+            loss, cls = model_step(net, optimizer, views, view_targets, t, multi_label,
+                                   jcl_weight, c_set, epoch)  # fmt: skip
             sums += (loss.item() * len(x), cls.item() * len(x), len(x))
             batches.set_postfix(loss=f"{sums[0] / sums[2]:.3f}")
         record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]),

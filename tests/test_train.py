@@ -287,3 +287,30 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tiny_heatmaps, tmp_p
     run(tiny_heatmaps, tmp_path)
     out = capsys.readouterr().out
     assert "resuming" not in out and str(checkpoint) in out  # named, then ignored
+
+
+def test_input_pipeline_of_issue_14_gives_the_metrics_of_the_old_one(tiny_heatmaps, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    """Batched reads, the prefetching loader and PAA's single gather change no number: the
+    same params train to the same metrics as with the per-item dataset, a plain DataLoader
+    and the two-pass shift and flip (tests/test_data_pipeline.py has them)."""
+    from test_data_pipeline import PerItemDataset, shift_then_flip
+    from torch.utils.data import DataLoader
+
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"]["epochs"] = 2
+    now = run(tiny_heatmaps, tmp_path / "now", settings)
+
+    def loader_before(dataset, batch, shuffle, workers, seed, sampler=None):
+        items = PerItemDataset(dataset.path, dataset.indices, dataset.crop,
+                               dataset.normalisation, dataset.train, dataset.seed)  # fmt: skip
+        items.set_epoch(dataset.epoch)
+        return DataLoader(items, batch_size=batch, shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=workers,
+                          generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+    monkeypatch.setattr(train_module, "_loader", loader_before)
+    monkeypatch.setattr(train_module, "augment", shift_then_flip)
+    before = run(tiny_heatmaps, tmp_path / "before", settings)
+    assert now == before
+    assert (tmp_path / "now/model.pt").read_bytes() == (tmp_path / "before/model.pt").read_bytes()
