@@ -190,6 +190,10 @@ def main() -> None:
     parser.add_argument("--measure", nargs=4, metavar=("FMT", "RAW", "OUT", "N_JOBS"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    if load_before[0] > 0.5 and args.measure is None and args.write is None:
+        print(f"warning: load average {load_before[0]:.2f} before the start: other work on "
+              "the machine slows the runs and lowers the speed-ups")  # fmt: skip
     if args.write:
         fmt, videos, root = args.write
         raw, n_videos, n_files, n_frames = write_dataset(fmt, int(videos), Path(root))
@@ -219,7 +223,8 @@ def main() -> None:
         "command": "python bench/ingest.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
             if k != "measure" and v is not None),
-        "machine": machine_facts(),
+        "machine": {**machine_facts(), "load_average_before": load_before,
+                    "load_average_after": os.getloadavg()},
         "notes": "ingest_seconds: jmrn.ingest.ingest end to end (index, load in joblib workers, "
                  "check_video, convert to coco17_neck, write keypoints.h5), timed in a fresh "
                  "process whose worker pool was started first (worker_startup_seconds, a "

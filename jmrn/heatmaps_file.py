@@ -12,6 +12,7 @@ Schema (N videos, C temporal channels, V joints, H x W grid, K classes):
     labels      (N, K)            bool     multi-hot targets
     heatmaps    (N, C, V, H, W)   float16 or float32, un-normalised U (values up to
                                            sum_t o_c(t)); one chunk per video, lzf-compressed
+                                           (h5py's standard filter; encoded by jmrn.lzf)
     area_norm   (N, C)            float32  sum_t o_c(t): divide by it for "area" normalisation
     max_norm    (N, C, V)         float32  max over the grid of each map: for "max" (PoTion)
     splits/<name> (n,)            int64    sorted video indices, as in keypoints.h5
@@ -280,7 +281,7 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         **({} if clips is None else {"clips": int(n)}),
         "shape": list(shape),
         "dtype": dtype,
-        "renderer": renderer(),  # "numpy": numba is missing, rendering is 4-15x slower
+        "renderer": renderer(),  # "numpy": numba is missing, rendering is 7-17x slower
         "mean_frames": float(num_frames.mean()),
         # fraction of grid cells with any heat: grows with sigma and with motion
         "occupancy": nonzero / (n * int(np.prod(shape))),

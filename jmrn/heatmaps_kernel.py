@@ -8,7 +8,7 @@ non-zero at its frame: about 60,000 multiply-adds for a JHMDB video. numpy canno
 scatter, each a pass over arrays much larger than the arithmetic, plus 5-10 us of overhead per
 call; the separable matmul path (``aggregate_numpy``) spends most of its time building dense
 profiles and multiplying zeros. Measured side by side (bench/heatmaps.py, one thread), this
-loop is 4-15x faster than that path and within a few times of merely allocating and writing
+loop is 7-17x faster than that path and within a few times of merely allocating and writing
 the output; torch ops would keep numpy's per-call overheads and add their own.
 
 Exactness. Values are accumulated in float64 and rounded once into the float32 output, so
@@ -19,7 +19,7 @@ added once (the max over persons, not the sum), whatever the number of persons.
 Numba compiles these functions on first use and caches the machine code next to this file
 (``jmrn/__pycache__``): the first call on a machine takes about 5 s, later processes load the
 cache in about 0.5 s. Where numba is not installed, ``jmrn.heatmaps`` falls back to the numpy
-path (same values to ~1e-7 of the maximum, 4-15x slower).
+path (same values to ~1e-7 of the maximum, 7-17x slower).
 """
 
 from __future__ import annotations
