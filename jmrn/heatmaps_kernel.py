@@ -17,8 +17,8 @@ same joint overlap in a frame, their per-pixel maximum is formed on a scratch ca
 added once (the max over persons, not the sum), whatever the number of persons.
 
 Numba compiles these functions on first use and caches the machine code next to this file
-(``jmrn/__pycache__``): the first call on a machine takes about 5 s, later processes load the
-cache in about 0.5 s. Where numba is not installed, ``jmrn.heatmaps`` falls back to the numpy
+(``jmrn/__pycache__``): the first call on a machine takes 5-15 s, later processes load the
+cache in about 0.5-1.5 s. Where numba is not installed, ``jmrn.heatmaps`` falls back to the numpy
 path (same values to ~1e-7 of the maximum, 7-17x slower).
 """
 
