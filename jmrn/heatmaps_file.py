@@ -104,6 +104,15 @@ def _lzf_encoder() -> Callable[[np.ndarray], bytes | None] | None:
         return None
 
 
+@cache
+def _float16_rounder() -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, int]] | None:
+    """``jmrn.float16.to_float16`` (numba), or None where numba cannot be imported."""
+    try:
+        return importlib.import_module("jmrn.float16").to_float16
+    except ImportError:
+        return None
+
+
 def _h5py_chunk(stored: np.ndarray, compression: str | None) -> tuple[int, bytes]:
     """One row's stored chunk as h5py's own filter writes it (in an in-memory file): the
     fallback without numba, ~10x slower than ``jmrn.lzf`` on heatmap rows."""
@@ -113,31 +122,40 @@ def _h5py_chunk(stored: np.ndarray, compression: str | None) -> tuple[int, bytes
         return ds.id.read_direct_chunk((0,) * (stored.ndim + 1))
 
 
-def stored_chunk(heat: np.ndarray, dtype: str, compression: str | None) -> tuple[int, bytes, int]:
-    """One row (C, V, H, W) float32 as its HDF5 chunk: (filter mask, bytes, stored non-zeros).
+def stored_chunk(heat: np.ndarray, dtype: str, compression: str | None,
+                 ) -> tuple[int, bytes, int, np.ndarray]:  # fmt: skip
+    """One row (C, V, H, W) float32 as its HDF5 chunk: (filter mask, bytes, stored non-zeros,
+    the (C, V) float32 maximum of each map, for ``max_norm``).
 
     Made in the workers, so the main process only copies bytes (``write_direct_chunk``).
-    Only the non-zero values (~2 % of a row) are cast to float16: numpy's float16 cast takes
-    ~5 ns a value, so casting whole rows cost more than rendering them. A row that LZF does
-    not shrink is stored raw with the filter skipped (mask 1), as h5py's own filter does.
+    float16 rows are rounded by ``jmrn.float16`` (compiled, one pass, without the GIL, so the
+    stage's render threads run side by side); without numba, only the non-zero values (~2 %
+    of a row) are cast by numpy: its float16 cast takes ~5 ns a value, so casting whole rows
+    cost more than rendering them. A row that LZF does not shrink is stored raw with the
+    filter skipped (mask 1), as h5py's own filter does.
     """
-    flat = heat.reshape(-1)
-    if dtype == "float16":
+    rounder = _float16_rounder()
+    if dtype == "float16" and rounder is not None:
+        stored, peaks, nonzero = rounder(heat)
+    elif dtype == "float16":
+        flat = heat.reshape(-1)
         where = np.flatnonzero(flat != 0)  # 10x faster than flatnonzero(flat) on floats
         values = flat[where].astype(np.float16)
         stored = np.zeros(flat.shape, np.float16)
         stored[where] = values
+        stored, peaks = stored.reshape(heat.shape), heat.max(axis=(2, 3))
         nonzero = np.count_nonzero(values)  # a tiny value can round to 0
     else:
-        stored, nonzero = flat.astype(dtype, copy=False), np.count_nonzero(flat)
-    stored = stored.reshape(heat.shape)
+        stored, nonzero = heat.astype(dtype, copy=False), np.count_nonzero(heat)
+        peaks = heat.max(axis=(2, 3))
     if compression is None:
-        return 0, stored.tobytes(), int(nonzero)
+        return 0, stored.tobytes(), int(nonzero), peaks
     encode = _lzf_encoder()
     if compression != "lzf" or encode is None:
-        return (*_h5py_chunk(stored, compression), int(nonzero))
+        return (*_h5py_chunk(stored, compression), int(nonzero), peaks)
     data = encode(stored)
-    return (1, stored.tobytes(), int(nonzero)) if data is None else (0, data, int(nonzero))
+    return (1, stored.tobytes(), int(nonzero), peaks) if data is None else \
+        (0, data, int(nonzero), peaks)  # fmt: skip
 
 
 def _render_chunk(keypoints_path: str, task: tuple[np.ndarray, np.ndarray, list[str]], *,
@@ -156,7 +174,7 @@ def _render_chunk(keypoints_path: str, task: tuple[np.ndarray, np.ndarray, list[
     with h5py.File(keypoints_path, "r") as f:
         block = f["keypoints"][lo:hi]
         box_block = f["boxes"][lo:hi] if box_margin is not None else None
-    chunks, max_norm = [], []
+    chunks = []
     for (_, first, end), (s, t, m, height, width), video_id in zip(rows, spans, ids,
                                                                    strict=True):  # fmt: skip
         keypoints = block[s - lo : s - lo + t * m].reshape(t, m, -1, 3)
@@ -173,8 +191,8 @@ def _render_chunk(keypoints_path: str, task: tuple[np.ndarray, np.ndarray, list[
                                            discretisation, box_margin)  # fmt: skip
         # encoded and summarised here, not in the main process, which writes every row alone
         chunks.append(stored_chunk(heat, dtype, compression))
-        max_norm.append(heat.max(axis=(2, 3)))
-    return [chunk[:2] for chunk in chunks], np.stack(max_norm), sum(c[2] for c in chunks)
+    return ([chunk[:2] for chunk in chunks], np.stack([chunk[3] for chunk in chunks]),
+            sum(chunk[2] for chunk in chunks))  # fmt: skip
 
 
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,

@@ -70,9 +70,11 @@ def test_lzf_streams_decode_to_the_input_through_h5pys_filter(tmp_path):
 def test_stored_chunks_hold_the_rendered_values_exactly(tmp_path, monkeypatch, dtype,
                                                         compression, encoder):  # fmt: skip
     """Rendered rows, an empty row, a dense row (stored raw) and values that round to 0 in
-    float16: read back equal to ``row.astype(dtype)`` bit for bit, with its non-zero count."""
+    float16: read back equal to ``row.astype(dtype)`` bit for bit, with its non-zero count
+    and its maps' maxima."""
     if encoder == "h5py":  # the fallback without numba
         monkeypatch.setattr(heatmaps_file, "_lzf_encoder", lambda: None)
+        monkeypatch.setattr(heatmaps_file, "_float16_rounder", lambda: None)
     rng = np.random.default_rng(1)
     grid = Grid(height=16, width=22)
     rows = []
@@ -89,10 +91,12 @@ def test_stored_chunks_hold_the_rendered_values_exactly(tmp_path, monkeypatch, d
     rows.append(tiny)
     stored = [stored_chunk(row, dtype, compression) for row in rows]
     back = write_rows(tmp_path / "h.h5", rows, [s[:2] for s in stored], dtype, compression)
-    for row, got, (_, _, nonzero) in zip(rows, back, stored, strict=True):
+    for row, got, (_, _, nonzero, peaks) in zip(rows, back, stored, strict=True):
         expected = row.astype(dtype)
         np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
         assert nonzero == np.count_nonzero(expected)
+        assert peaks.dtype == np.float32
+        np.testing.assert_array_equal(peaks, row.max(axis=(2, 3)))
     if compression == "lzf":
         assert stored[-2][0] == 1 and stored[0][0] == 0  # raw (filter skipped) / compressed
 
