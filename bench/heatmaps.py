@@ -32,7 +32,6 @@ SET_HERE = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NU
 os.environ.update(dict.fromkeys(SET_HERE, "1"))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -49,6 +48,7 @@ from jmrn.heatmaps import (  # noqa: E402
     aggregate_reference,
     renderer,
 )
+from jmrn.io import write_json  # noqa: E402
 from jmrn.keypoints_file import KeypointsWriter  # noqa: E402
 from jmrn.layouts import COCO17, COCO17_NECK, convert  # noqa: E402
 
@@ -261,8 +261,7 @@ def main() -> None:
                  "included; the cache is warm), peak_rss_mib summed over the process and its "
                  "workers; float16 rows, LZF-compressed.",
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

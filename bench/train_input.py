@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import resource
 import sys
@@ -55,6 +54,7 @@ from jmrn.config import (
 )
 from jmrn.data import HeatmapDataset, stratified_split, validation_groups
 from jmrn.heatmaps_file import HeatmapsFile, build_heatmaps
+from jmrn.io import write_json
 from jmrn.layouts import layout_from_attrs
 from jmrn.losses import contrastive_weight
 from jmrn.models import build_model
@@ -344,8 +344,7 @@ def main() -> None:
                  "to end, model alone): CPU the rest of the machine used meanwhile, in cores; "
                  "near 0 on a quiet machine.",
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     rate, s = result["samples_per_second"], result["seconds"]
     print(f"{result['steps']} steps of {result['batch_size']}, {result['samples']} samples; "
           f"medians of {result['repeats']} passes: epoch "
