@@ -197,9 +197,9 @@ class Prefetcher:
     the conversion and normalisation and the model's torch kernels release it. An error in
     the thread (a damaged file) is raised in the consumer at the batch it would have
     produced, never swallowed or left hanging; a consumer that stops early (an error in its
-    loop, a ``break``) stops the thread. ``len`` is the source's. On 2 cores this makes a
-    JMRN epoch on jhmdb14_gt about 10 % faster; with DataLoader workers it only hands their
-    batches on (``bench/train_input.py``, docs/training.md).
+    loop, a ``break``) stops the thread. ``len`` is the source's. With DataLoader workers it
+    only hands their batches on. What it gains on 2 cores, where the model's own threads
+    keep both cores busy: docs/training.md, "Input pipeline" (``bench/train_input.py``).
 
     The thread's own torch ops (the float16 conversion) run on one core: on OpenMP builds a
     thread that runs a parallel op gets a team of its own, whose waiting threads spin on the

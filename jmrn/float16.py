@@ -58,7 +58,7 @@ def quantise_row(words, maps, stored, peaks):
     Writes the non-zero values' float16 bits into ``stored`` (uint16, zeros already) and each
     map's float32 maximum into ``peaks``. Returns the number of non-zero float16 values, or -1
     if the row holds a NaN or an infinity. Zero words, most of a row, cost one compare."""
-    size = (stored.shape[0]) // maps
+    size = stored.shape[0] // maps
     values = words.view(np.float32)
     bits = words.view(np.uint32)
     peaks[:] = -np.inf

@@ -137,17 +137,18 @@ def stored_chunk(heat: np.ndarray, dtype: str, compression: str | None,
     rounder = _float16_rounder()
     if dtype == "float16" and rounder is not None:
         stored, peaks, nonzero = rounder(heat)
-    elif dtype == "float16":
-        flat = heat.reshape(-1)
-        where = np.flatnonzero(flat != 0)  # 10x faster than flatnonzero(flat) on floats
-        values = flat[where].astype(np.float16)
-        stored = np.zeros(flat.shape, np.float16)
-        stored[where] = values
-        stored, peaks = stored.reshape(heat.shape), heat.max(axis=(2, 3))
-        nonzero = np.count_nonzero(values)  # a tiny value can round to 0
     else:
-        stored, nonzero = heat.astype(dtype, copy=False), np.count_nonzero(heat)
         peaks = heat.max(axis=(2, 3))
+        if dtype == "float16":
+            flat = heat.reshape(-1)
+            where = np.flatnonzero(flat != 0)  # 10x faster than flatnonzero(flat) on floats
+            values = flat[where].astype(np.float16)
+            stored = np.zeros(flat.shape, np.float16)
+            stored[where] = values
+            stored = stored.reshape(heat.shape)
+            nonzero = np.count_nonzero(values)  # a tiny value can round to 0
+        else:
+            stored, nonzero = heat.astype(dtype, copy=False), np.count_nonzero(heat)
     if compression is None:
         return 0, stored.tobytes(), int(nonzero), peaks
     encode = _lzf_encoder()

@@ -258,6 +258,21 @@ def test_readers_reject_files_of_another_kind(raw_dir, tmp_path):
         KeypointsFile(tmp_path / "junk.h5")
 
 
+def test_writer_stores_each_videos_own_single_label(tmp_path):
+    """Labels are written as one index array at close: each row keeps its own video's
+    label, in the order the videos were added."""
+    path = tmp_path / "k.h5"
+    writer = KeypointsWriter(path, dataset="t", source_format="x", layout=get_layout("coco17"),
+                             class_names=["a", "b", "c"], multi_label=False)  # fmt: skip
+    labels = [2, 0, 1, 2, 1]
+    for i, label in enumerate(labels):
+        writer.add(Video(f"v{i}", np.ones((3, 1, 17, 3), np.float32), (240, 320), (label,), "s"))
+    writer.close({"all": list(range(len(labels)))})
+    with KeypointsFile(path) as kf:
+        assert not kf.multi_label and kf.label.tolist() == labels
+        assert kf.labels.tolist() == [[k == label for k in range(3)] for label in labels]
+
+
 def test_writer_stores_optional_boxes_and_multi_labels(tmp_path):
     path = tmp_path / "k.h5"
     writer = KeypointsWriter(path, dataset="t", source_format="x", layout=get_layout("coco17"),
