@@ -1,0 +1,45 @@
+"""The compiled renderer's own arithmetic (``jmrn.heatmaps_kernel``); its agreement with the
+reference renderer is tested in test_heatmaps.py."""
+
+import numpy as np
+import pytest
+
+kernel = pytest.importorskip("jmrn.heatmaps_kernel")
+
+
+def ulps_from_numpy(x: np.ndarray) -> np.ndarray:
+    """|kernel exp - numpy exp| in units in the last place of numpy's value."""
+    values = x.copy()
+    kernel.exp_inplace(values, np.empty_like(values))
+    expected = np.exp(x)
+    return np.abs(values - expected) / np.spacing(expected)
+
+
+def test_exp_is_within_two_ulp_of_numpy_everywhere_it_is_used():
+    """The window Gaussians take exp of arguments in a few units around 0; a dense sweep
+    there and a sparse one over the whole clipped range, plus the points where the range
+    reduction switches n (odd multiples of ln 2 / 2)."""
+    rng = np.random.default_rng(0)
+    near = np.linspace(-20, 20, 400_001)
+    wide = rng.uniform(-708, 709, 200_000)
+    switches = (np.arange(-1021, 1023) + 0.5) * np.log(2)
+    switches = np.concatenate([np.nextafter(switches, -np.inf), switches,
+                               np.nextafter(switches, np.inf)])  # fmt: skip
+    for x in (near, wide, switches[(switches > -708) & (switches < 709)]):
+        assert ulps_from_numpy(x).max() <= 2
+
+
+def test_exp_of_zero_and_small_integers_is_exact_to_rounding():
+    x = np.array([0.0, 1.0, -1.0, 2.0, -0.5])
+    values = x.copy()
+    kernel.exp_inplace(values, np.empty_like(values))
+    assert values[0] == 1.0
+    np.testing.assert_allclose(values, np.exp(x), rtol=4e-16)
+
+
+def test_exp_clips_its_argument_instead_of_overflowing():
+    """Documented: arguments are clipped to [-708, 709], so no inf and no subnormals."""
+    values = np.array([-1e6, -708.0, 709.0, 1e6])
+    kernel.exp_inplace(values, np.empty_like(values))
+    assert np.isfinite(values).all()
+    np.testing.assert_allclose(values, np.exp([-708.0, -708.0, 709.0, 709.0]), rtol=1e-15)
