@@ -248,7 +248,8 @@ def class_folder_videos(root: Path, options: dict, exclude: tuple[str, ...] = ()
     label_of = {name: k for k, name in enumerate(class_names)}
     entries, seen = [], {}
     for class_name in class_dirs:
-        for video_dir in sorted(p for p in (root / class_name).iterdir() if p.is_dir()):
+        video_dirs = (p for p in (root / class_name).iterdir() if p.is_dir())
+        for video_dir in sorted(video_dirs, key=lambda path: path.name):
             if video_dir.name in seen:
                 raise ReadError(f"video id {video_dir.name!r} appears twice: "
                                 f"{seen[video_dir.name]} and {video_dir}")  # fmt: skip

@@ -81,7 +81,7 @@ def person_values(person: object) -> object:
 
 
 def _frame_files(video_dir: Path) -> list[Path]:
-    return sorted(video_dir.glob("*" + FRAME_SUFFIX))
+    return sorted(video_dir.glob("*" + FRAME_SUFFIX), key=lambda path: path.name)
 
 
 def frame_numbers(files: list[Path]) -> list[int] | str:

@@ -156,7 +156,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     image_size = image_size_option(options, DEFAULT_IMAGE_SIZE)
     layout = layout_option(options)
     split_files = {
-        p.name: sorted(p.glob("*.json")) for p in sorted(raw_dir.iterdir()) if p.is_dir()
+        p.name: sorted(p.glob("*.json"), key=lambda path: path.name)  # not Path order: 5x slower
+        for p in sorted(raw_dir.iterdir())
+        if p.is_dir()
     }
     split_files = {name: files for name, files in split_files.items() if files}
     if not split_files:
