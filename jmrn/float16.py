@@ -55,9 +55,11 @@ def quantise_row(words, maps, stored, peaks):
 
     ``words``: the row's bytes as uint64, two float32 values each (an odd-sized row padded
     with a zero value); ``maps`` equal stretches of the row, one per (channel, joint) map.
-    Writes the non-zero values' float16 bits into ``stored`` (uint16, zeros already) and each
-    map's float32 maximum into ``peaks``. Returns the number of non-zero float16 values, or -1
-    if the row holds a NaN or an infinity. Zero words, most of a row, cost one compare."""
+    Writes every value's float16 bits into ``stored`` (uint16, any content: it is cleared
+    here, without the GIL, not by numpy's ``zeros`` under it) and each map's float32 maximum
+    into ``peaks``. Returns the number of non-zero float16 values, or -1 if the row holds a
+    NaN or an infinity. Zero words, most of a row, cost one compare."""
+    stored[:] = 0
     size = stored.shape[0] // maps
     values = words.view(np.float32)
     bits = words.view(np.uint32)
@@ -91,7 +93,7 @@ def to_float16(row: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     if len(flat) % 2:
         flat = np.append(flat, np.float32(0))
     maps = row.shape[0] * row.shape[1]
-    stored = np.zeros(row.size, np.uint16)
+    stored = np.empty(row.size, np.uint16)
     peaks = np.empty(maps, np.float32)
     nonzero = quantise_row(flat.view(np.uint64), maps, stored, peaks)
     if nonzero < 0:

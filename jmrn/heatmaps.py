@@ -206,7 +206,7 @@ def aggregate(keypoints: np.ndarray, image_size: tuple[int, int], grid: Grid,
     weights = _cached_weights(frames, channels, discretisation)
     img_h, img_w = image_size
     scale = min(grid.height / img_h, grid.width / img_w)
-    heat = np.zeros((channels, joints, grid.height, grid.width), dtype=np.float32)
+    heat = np.empty((channels, joints, grid.height, grid.width), dtype=np.float32)
     kernel.render(np.ascontiguousarray(keypoints, dtype=np.float32), weights, scale,
                   (grid.width - img_w * scale) / 2, (grid.height - img_h * scale) / 2,
                   float(grid.sigma), float(grid.truncate), float(grid.min_conf), heat)  # fmt: skip

@@ -198,13 +198,16 @@ def _render_chunk(keypoints_path: str, task: tuple[np.ndarray, np.ndarray, list[
 
 def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid, *,
                    channels: int = 3, discretisation: str = "code", dtype: str = "float16",
-                   compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 16,
+                   compression: str | None = "lzf", n_jobs: int = -1, chunk_videos: int = 64,
                    clips: tuple[int, int] | None = None, box_margin: float | None = None,
                    progress=None) -> dict:  # fmt: skip
     """Render every video of a keypoints.h5 into heatmaps.h5, streaming and in parallel.
 
     Workers each render ``chunk_videos`` rows at a time, a few chunks per worker at once
-    (``ordered_map``), so memory depends on the chunk size, not on the dataset size.
+    (``ordered_map``), so memory depends on the chunk size, not on the dataset size. Each
+    chunk opens the keypoints file and reads its rows while holding the GIL (h5py), ~3 ms
+    that the other render threads wait for: with 16 rows a chunk, that made the HMDB-size
+    stage 1.4x slower on 2 cores than with 64 (measured, bench/heatmaps.py).
     ``clips=(clip_len, stride)`` renders one row per clip instead of per video (see the
     schema). ``box_margin`` (AVA) renders each video inside its person-slot-0 box enlarged by
     that margin, with 2C channels: C of that person, C of everybody else (the context). The

@@ -212,9 +212,13 @@ def _accumulate(conf, weights, y0, ny, gy, x0, nx, gx, persons, joints, out):
 
 @njit(cache=True, nogil=True)
 def render(keypoints, weights, scale, offset_x, offset_y, sigma, truncate, min_conf, out):
-    """Add the video ``keypoints`` (T, M, V, 3) float32, in source pixels, to ``out``
-    (C, V, H, W) float32 zeros, with temporal weights (C, T) float64 and the frame fitted to
-    the grid by ``scale`` and ``offset_*`` (as in ``jmrn.heatmaps.to_grid``)."""
+    """Render the video ``keypoints`` (T, M, V, 3) float32, in source pixels, into ``out``
+    (C, V, H, W) float32, with temporal weights (C, T) float64 and the frame fitted to the
+    grid by ``scale`` and ``offset_*`` (as in ``jmrn.heatmaps.to_grid``).
+
+    ``out`` may hold anything: it is zeroed here, without the GIL (numpy's ``zeros`` clears
+    a reused 1 MB buffer while holding it, which serialised the stage's render threads)."""
+    out[:] = 0.0
     frames, persons, joints = keypoints.shape[0], keypoints.shape[1], keypoints.shape[2]
     height, width = out.shape[2], out.shape[3]
     reach = truncate * sigma
