@@ -71,3 +71,15 @@ def test_rows_round_as_numpy_with_their_maxima(shape):
     np.testing.assert_array_equal(peaks, row.max(axis=(2, 3)))
     assert peaks.dtype == np.float32 and stored.shape == shape
     assert nonzero == np.count_nonzero(expected)
+
+
+def test_a_reused_buffer_holding_old_values_is_cleared():
+    """``quantise_row`` clears ``stored`` itself (the writer passes uninitialised memory):
+    a buffer full of another row's bits must come out as this row's, zeros included."""
+    row = np.zeros((2, 3, 4, 5), np.float32)
+    row[1, 2, 3, 4] = 0.75
+    stored = np.full(row.size, 0x3C00, np.uint16)  # float16 1.0 everywhere
+    peaks = np.empty(6, np.float32)
+    nonzero = float16.quantise_row(row.reshape(-1).view(np.uint64), 6, stored, peaks)
+    np.testing.assert_array_equal(stored.view(np.float16), row.reshape(-1).astype(np.float16))
+    assert nonzero == 1 and peaks[-1] == np.float32(0.75) and peaks[0] == 0

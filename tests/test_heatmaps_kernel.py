@@ -43,3 +43,19 @@ def test_exp_clips_its_argument_instead_of_overflowing():
     kernel.exp_inplace(values, np.empty_like(values))
     assert np.isfinite(values).all()
     np.testing.assert_allclose(values, np.exp([-708.0, -708.0, 709.0, 709.0]), rtol=1e-15)
+
+
+def test_render_overwrites_whatever_its_output_held():
+    """``aggregate`` hands ``render`` uninitialised memory, which it clears itself (without
+    the GIL): a buffer of old values must give the same heatmaps as a zeroed one."""
+    rng = np.random.default_rng(3)
+    kp = np.zeros((20, 2, 5, 3), np.float32)
+    kp[..., 0], kp[..., 1] = rng.uniform(0, 320, (20, 2, 5)), rng.uniform(0, 240, (20, 2, 5))
+    kp[..., 2] = rng.uniform(0.2, 1, (20, 2, 5))
+    weights = np.linspace([1.0, 0.0, 0.0], [0.0, 0.0, 1.0], 20).T.copy()
+    args = (kp, weights, 64 / 240, (86 - 320 * 64 / 240) / 2, 0.0, 1.0, 3.0, 0.0)
+    clean, dirty = np.zeros((3, 5, 64, 86), np.float32), np.full((3, 5, 64, 86), 7.0, np.float32)
+    kernel.render(*args, clean)
+    kernel.render(*args, dirty)
+    assert clean.max() > 0
+    np.testing.assert_array_equal(dirty, clean)
