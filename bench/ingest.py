@@ -14,7 +14,7 @@ rows, ~57 MB at 18 joints, between HDF5 writes, so memory rises until the first 
 temporary folder (deleted afterwards) and read back hot from the page cache: a cold disk adds
 I/O time.
 
-    python bench/ingest.py                    # the defaults: ~3 minutes on 2 cores
+    python bench/ingest.py                    # the defaults: ~5 minutes on 2 cores
     python bench/ingest.py --openpose-videos 100 --stgcn-videos 500 --memory-videos 500
 """
 
@@ -175,7 +175,7 @@ def print_row(run: dict | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--openpose-videos", type=int, default=300,
+    parser.add_argument("--openpose-videos", type=int, default=1000,
                         help="OpenPose folders (~70 frame files each)")  # fmt: skip
     parser.add_argument("--stgcn-videos", type=int, default=2000, help="ST-GCN video files")
     parser.add_argument("--memory-format", default="stgcn_json", choices=sorted(FULL_SIZE))

@@ -15,7 +15,7 @@ workers. Each stage runs on N and 4N samples with all cores to show whether memo
 with N (N also with one worker, the same-run reference of the speed-up). Memory that grows
 with N but stays small at these sizes is measured directly as well: the bytes per sample of
 the reader's index and of the keypoints writer's bookkeeping, and, on a metadata-only
-keypoints.h5 of the full size, the cost of what every heatmaps worker does per chunk of 16
+keypoints.h5 of the full size, the cost of what every heatmaps worker does per chunk of 64
 rows (open the file, read the chunk's block of keypoints and boxes) and of the main
 process's one validated open. A real AVA video folder holds ~27,000 frame files (15 min at
 30 fps), listed once per worker and video (``lru_cache``): that listing is timed on such a
@@ -50,7 +50,7 @@ from pathlib import Path
 from process_tree import machine_facts, run_with_peak_rss
 
 LAYOUT = "coco17_neck"
-CHUNK_ROWS = 16  # build_heatmaps' default chunk_videos: each chunk opens keypoints.h5
+CHUNK_ROWS = 64  # build_heatmaps' default chunk_videos: each chunk opens keypoints.h5
 FLUSH_ROWS = 1 << 18  # KeypointsWriter's default flush_rows
 FULL = {
     "charades_csv": {
@@ -493,7 +493,7 @@ def projection(fmt: str, runs: list[dict], full_size: dict | None, listing: dict
              "minutes_from_samples_per_second": full["samples"] / run["samples_per_second"] / 60,
              "output_gib": run["output_mib"] / run["samples"] * full["samples"] / 1024}  # fmt: skip
         if stage == "heatmaps" and full_size:
-            # every chunk of 16 rows opens keypoints.h5 in its worker, and the main process
+            # every chunk of 64 rows opens keypoints.h5 in its worker, and the main process
             # validates it once: the run paid its own size's costs, the full dataset pays the
             # full size's
             chunks = math.ceil(full["samples"] / CHUNK_ROWS)
@@ -655,11 +655,12 @@ def main() -> None:
                                  "passes its first write (writer_buffer_mib at the cap); a real "
                                  "Charades video is ~900+ rows: its first write after ~280 "
                                  "videos.",
-            "heatmaps_memory": "build_heatmaps renders chunks of 16 rows in waves of 4 chunks "
+            "heatmaps_memory": "build_heatmaps renders chunks of 64 rows in waves of 4 chunks "
                                "per worker, and its main process receives a whole wave at once "
                                "(8 chunks on 2 workers, already lzf-compressed by the workers: "
-                               "at most ~74 MiB of float16 for Charades at 64x86, ~110 MiB for "
-                               "AVA's 6 channels at 64x64, before compression), so peaks are "
+                               "at most ~300 MiB of float16 for Charades at 64x86, ~440 MiB "
+                               "for AVA's 6 channels at 64x64 if no row compressed, a few "
+                               "percent of that for pose heatmaps), so peaks are "
                                "set by the wave, not by N. Peaks can still rise between small "
                                "runs and then level off: a separate check (bench/heatmaps.py's "
                                "random videos, 64x86, 300 / 1200 / 4800 videos: 415 / 552 / 555 "
@@ -679,7 +680,7 @@ def main() -> None:
                                          "build_heatmaps' main process reads all ids, labels "
                                          "and splits of keypoints.h5 once "
                                          "(heatmaps_main_keypoints_open_mib; its workers open "
-                                         "the file per chunk of 16 rows and read only that "
+                                         "the file per chunk of 64 rows and read only that "
                                          "chunk's block: chunk_open_seconds), and reads the "
                                          "whole (N, C, V) max_norm twice at the end.",
             "ava": "In real AVA many boxes share a keyframe and a video folder holds ~27,000 "

@@ -36,7 +36,7 @@ Three renderers give the same values (to float32 rounding):
   column profile g_y and a row profile g_x, so the sum over frames and persons is one matrix
   product per joint and channel, ``U_j[c] = G_y diag(o_c * conf) G_x^T``. Where two persons'
   blobs of the same joint overlap in a frame, max differs from sum; those (frame, joint)
-  pairs are rendered in full and the difference (max - sum) is added: exact, 7-17x slower.
+  pairs are rendered in full and the difference (max - sum) is added: exact, 5-28x slower.
 * ``aggregate_reference`` renders every frame and sums: slow, obviously correct, for tests and
   the benchmark.
 """

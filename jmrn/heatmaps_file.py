@@ -205,9 +205,9 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
 
     Workers each render ``chunk_videos`` rows at a time, a few chunks per worker at once
     (``ordered_map``), so memory depends on the chunk size, not on the dataset size. Each
-    chunk opens the keypoints file and reads its rows while holding the GIL (h5py), ~3 ms
-    that the other render threads wait for: with 16 rows a chunk, that made the HMDB-size
-    stage 1.4x slower on 2 cores than with 64 (measured, bench/heatmaps.py).
+    chunk opens the keypoints file and reads its rows while holding the GIL (h5py), a few
+    milliseconds the other render threads wait for: 64 rows a chunk spread that over four
+    times the work that 16 did (docs/benchmarks.md).
     ``clips=(clip_len, stride)`` renders one row per clip instead of per video (see the
     schema). ``box_margin`` (AVA) renders each video inside its person-slot-0 box enlarged by
     that margin, with 2C channels: C of that person, C of everybody else (the context). The
@@ -303,7 +303,7 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         **({} if clips is None else {"clips": int(n)}),
         "shape": list(shape),
         "dtype": dtype,
-        "renderer": renderer(),  # "numpy": numba is missing, rendering is 7-17x slower
+        "renderer": renderer(),  # "numpy": numba is missing, rendering is 5-28x slower
         "mean_frames": float(num_frames.mean()),
         # fraction of grid cells with any heat: grows with sigma and with motion
         "occupancy": nonzero / (n * int(np.prod(shape))),

@@ -8,8 +8,9 @@ non-zero at its frame: about 60,000 multiply-adds for a JHMDB video. numpy canno
 scatter, each a pass over arrays much larger than the arithmetic, plus 5-10 us of overhead per
 call; the separable matmul path (``aggregate_numpy``) spends most of its time building dense
 profiles and multiplying zeros. Measured side by side (bench/heatmaps.py, one thread), this
-loop is 7-17x faster than that path and within a few times of merely allocating and writing
-the output; torch ops would keep numpy's per-call overheads and add their own.
+loop is 5-28x faster than that path and 3-6x the cost of merely allocating and writing the
+output (18x for a two-person video, whose blobs outnumber the output's values); torch ops
+would keep numpy's per-call overheads and add their own.
 
 Exactness. Values are accumulated in float64 and rounded once into the float32 output, so
 they agree with ``aggregate_reference`` to float32 rounding. Where blobs of two persons of the
@@ -17,9 +18,10 @@ same joint overlap in a frame, their per-pixel maximum is formed on a scratch ca
 added once (the max over persons, not the sum), whatever the number of persons.
 
 Numba compiles these functions on first use and caches the machine code next to this file
-(``jmrn/__pycache__``): the first call on a machine takes 5-15 s, later processes load the
-cache in about 0.5-1.5 s. Where numba is not installed, ``jmrn.heatmaps`` falls back to the numpy
-path (same values to ~1e-7 of the maximum, 7-17x slower).
+(``jmrn/__pycache__``): the first call on a machine takes about 20 s (with the float16 and LZF
+code), later processes load the cache in about 0.5-1.5 s. Where numba is not installed,
+``jmrn.heatmaps`` falls back to the numpy path (same values to ~1e-7 of the maximum, 5-28x
+slower).
 """
 
 from __future__ import annotations
@@ -161,8 +163,10 @@ def _accumulate(conf, weights, y0, ny, gy, x0, nx, gx, persons, joints, out):
                 if ny[k] > 0 and nx[k] > 0:
                     live[n] = k
                     n += 1
-                    union_top, union_bottom = min(union_top, y0[k]), max(union_bottom, y0[k] + ny[k])
-                    union_left, union_right = min(union_left, x0[k]), max(union_right, x0[k] + nx[k])
+                    union_top = min(union_top, y0[k])
+                    union_bottom = max(union_bottom, y0[k] + ny[k])
+                    union_left = min(union_left, x0[k])
+                    union_right = max(union_right, x0[k] + nx[k])
             top, bottom = min(top, union_top), max(bottom, union_bottom)
             left, right = min(left, union_left), max(right, union_right)
             overlap = False
