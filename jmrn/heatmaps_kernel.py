@@ -69,8 +69,9 @@ EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
 
 @njit(cache=True, nogil=True)
 def exp_inplace(x, power):
-    """x <- exp(x) for every element (float64), within 2 ulp of ``math.exp``, arguments clipped
-    to [-708, 709] (no overflow, no subnormals). ``power`` is scratch of x's length.
+    """x <- exp(x) for every element (float64, not NaN: the windows' arguments are finite),
+    within 2 ulp of ``math.exp``, arguments clipped to [-708, 709] (no overflow, no
+    subnormals). ``power`` is scratch of x's length.
 
     Why not ``math.exp``: numba calls libm once per element (5-7 ns, two thirds of the window
     computation); this is plain arithmetic that LLVM vectorises (about 2x faster). exp(x) =
@@ -120,7 +121,7 @@ def _axis_windows(coord, conf, size, reach, sigma, first, count, profile):
             cell = np.int64(start[k])
             d = start[k] + 0.5 - np.float64(coord[k])
             value, ratio = growth[k], growth[blobs + k]
-            for _ in range(profile.shape[1]):
+            for _ in range(profile.shape[1]):  # past the span, |d| > reach: never kept
                 if abs(d) <= reach and 0 <= cell < size:
                     if n == 0:
                         first[k] = cell
