@@ -29,14 +29,15 @@ Decisions taken here (method.md §10 asks for each to be deliberate):
 Three renderers give the same values (to float32 rounding):
 
 * ``aggregate`` is the one to call. It runs the compiled loop of ``jmrn.heatmaps_kernel``
-  (numba): each blob's at most 7 x 7 window added where it lies, the max over persons taken
-  on a scratch canvas where two blobs overlap. Within a few times of the cost of writing the
-  output (bench/heatmaps.py). Where numba cannot be imported it runs ``aggregate_numpy``.
+  (numba): each blob's at most 7 x 7 window added where it lies, both channels of a frame in
+  one pass; where two persons' blobs overlap the second adds max(0, b - a), so the pair adds
+  the max. 2-8x the cost of writing the output (bench/heatmaps.py). Where numba cannot be
+  imported it runs ``aggregate_numpy``.
 * ``aggregate_numpy``, the fallback, uses separability: a blob is the outer product of a
   column profile g_y and a row profile g_x, so the sum over frames and persons is one matrix
   product per joint and channel, ``U_j[c] = G_y diag(o_c * conf) G_x^T``. Where two persons'
   blobs of the same joint overlap in a frame, max differs from sum; those (frame, joint)
-  pairs are rendered in full and the difference (max - sum) is added: exact, 5-28x slower.
+  pairs are rendered in full and the difference (max - sum) is added: exact, 10-45x slower.
 * ``aggregate_reference`` renders every frame and sums: slow, obviously correct, for tests and
   the benchmark.
 """

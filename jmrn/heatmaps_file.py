@@ -303,7 +303,7 @@ def build_heatmaps(keypoints_path: str | Path, out_path: str | Path, grid: Grid,
         **({} if clips is None else {"clips": int(n)}),
         "shape": list(shape),
         "dtype": dtype,
-        "renderer": renderer(),  # "numpy": numba is missing, rendering is 5-28x slower
+        "renderer": renderer(),  # "numpy": numba is missing, rendering is 10-45x slower
         "mean_frames": float(num_frames.mean()),
         # fraction of grid cells with any heat: grows with sigma and with motion
         "occupancy": nonzero / (n * int(np.prod(shape))),

@@ -4,6 +4,8 @@ reference renderer is tested in test_heatmaps.py."""
 import numpy as np
 import pytest
 
+from jmrn.heatmaps import temporal_weights
+
 kernel = pytest.importorskip("jmrn.heatmaps_kernel")
 
 
@@ -52,10 +54,37 @@ def test_render_overwrites_whatever_its_output_held():
     kp = np.zeros((20, 2, 5, 3), np.float32)
     kp[..., 0], kp[..., 1] = rng.uniform(0, 320, (20, 2, 5)), rng.uniform(0, 240, (20, 2, 5))
     kp[..., 2] = rng.uniform(0.2, 1, (20, 2, 5))
-    weights = np.linspace([1.0, 0.0, 0.0], [0.0, 0.0, 1.0], 20).T.copy()
+    weights = temporal_weights(20, 3)
     args = (kp, weights, 64 / 240, (86 - 320 * 64 / 240) / 2, 0.0, 1.0, 3.0, 0.0)
     clean, dirty = np.zeros((3, 5, 64, 86), np.float32), np.full((3, 5, 64, 86), 7.0, np.float32)
     kernel.render(*args, clean)
     kernel.render(*args, dirty)
     assert clean.max() > 0
     np.testing.assert_array_equal(dirty, clean)
+
+
+@pytest.mark.parametrize("discretisation", ["code", "continuous"])
+@pytest.mark.parametrize("channels", [2, 3, 4, 7])
+def test_frame_pairs_hold_every_non_zero_weight_and_move_forward(channels, discretisation):
+    """The kernel keeps one channel pair (p, p + 1) per frame: every frame's non-zero
+    weights must lie in it, and p must never fall (the carry to the next pair)."""
+    for frames in (channels, channels + 1, 17, 100):
+        weights = temporal_weights(frames, channels, discretisation)
+        pair = kernel.frame_pairs(weights)
+        assert (np.diff(pair) >= 0).all() and pair.min() >= 0 and pair.max() <= channels - 2
+        held = np.zeros_like(weights)
+        held[pair, np.arange(frames)] = weights[pair, np.arange(frames)]
+        held[pair + 1, np.arange(frames)] = weights[pair + 1, np.arange(frames)]
+        np.testing.assert_array_equal(held, weights)
+
+
+def test_render_refuses_weights_outside_one_adjacent_pair():
+    """Weights on channels 0 and 2 at once (or a pair moving back in time) cannot be kept in
+    one pair buffer: a clear error, not a silently wrong heatmap."""
+    kp = np.full((4, 1, 1, 3), 1.0, np.float32)
+    out = np.empty((3, 1, 8, 8), np.float32)
+    skipping = np.array([[0.5, 1, 0, 0], [0, 0, 1, 0], [0.5, 0, 0, 1]])
+    backwards = np.array([[1.0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+    for weights in (skipping, backwards):
+        with pytest.raises(ValueError, match="adjacent"):
+            kernel.render(kp, weights, 1.0, 0.0, 0.0, 1.0, 3.0, 0.0, out)
