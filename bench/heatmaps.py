@@ -100,32 +100,34 @@ def jhmdb_videos() -> list[np.ndarray] | None:
     return videos
 
 
-def per_video_ms(fn, videos: list[np.ndarray], size, grid: Grid, repeats: int) -> float:
-    """Best of ``repeats`` passes over the videos (others on the machine only slow a pass)."""
-    fn(videos[0], size, grid)  # warm up (the compiled code loads from its cache)
-    best = np.inf
+def per_video_ms(fns: dict, videos: list[np.ndarray], size, grid: Grid,
+                 repeats: int) -> dict[str, float]:  # fmt: skip
+    """Best of ``repeats`` passes over the videos for each function, the functions' passes
+    interleaved: this machine's speed drifts from one minute to the next (others on it only
+    slow a pass), and a ratio between two functions should not depend on which ran first."""
+    best = dict.fromkeys(fns, np.inf)
+    for fn in fns.values():
+        fn(videos[0], size, grid)  # warm up (the compiled code loads from its cache)
     for _ in range(repeats):
-        start = time.perf_counter()
-        for kp in videos:
-            fn(kp, size, grid)
-        best = min(best, (time.perf_counter() - start) / len(videos))
-    return best * 1e3
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for kp in videos:
+                fn(kp, size, grid)
+            best[name] = min(best[name], (time.perf_counter() - start) / len(videos))
+    return {name: seconds * 1e3 for name, seconds in best.items()}
 
 
-def floor_ms(videos: list[np.ndarray], grid: Grid, repeats: int) -> float:
-    """Allocating and writing each video's (3, V, H, W) float32 output, nothing else."""
-    def write(kp, size, grid):
-        return np.full((3, kp.shape[2], grid.height, grid.width), 1.0, np.float32)
-    return per_video_ms(write, videos, None, grid, repeats)
+def write_output(kp: np.ndarray, size, grid: Grid) -> np.ndarray:
+    """The floor: allocating and writing a video's (3, V, H, W) float32 output, nothing else."""
+    return np.full((3, kp.shape[2], grid.height, grid.width), 1.0, np.float32)
 
 
 def compare(name: str, videos: list[np.ndarray], size, grid: Grid, repeats: int) -> dict:
     frames = [kp.shape[0] for kp in videos]
-    ms = {"floor": floor_ms(videos, grid, repeats),
-          "aggregate": per_video_ms(aggregate, videos, size, grid, repeats),
-          "aggregate_numpy": per_video_ms(aggregate_numpy, videos, size, grid, repeats),
-          "aggregate_reference": per_video_ms(aggregate_reference, videos[:5], size, grid,
-                                              max(1, repeats // 2))}  # fmt: skip
+    ms = per_video_ms({"floor": write_output, "aggregate": aggregate,
+                       "aggregate_numpy": aggregate_numpy}, videos, size, grid, repeats)
+    ms |= per_video_ms({"aggregate_reference": aggregate_reference}, videos[:5], size, grid,
+                       max(1, repeats // 2))  # fmt: skip
     worst = {"aggregate": 0.0, "aggregate_numpy": 0.0}
     for kp in videos[:5]:
         slow = aggregate_reference(kp, size, grid)
@@ -255,7 +257,8 @@ def main() -> None:
         "stage": stage,
         "stage_speedup_all_cores_vs_one": full[1] / full[-1],
         "notes": "render: one thread, best of --repeats passes over the same videos for "
-                 "every renderer (the reference over 5 of them); floor: np.full of the "
+                 "every renderer, the passes of floor, aggregate and aggregate_numpy "
+                 "interleaved (the reference over 5 of them, after); floor: np.full of the "
                  "(3, V, 64, 86) float32 output per video. stage: build_heatmaps in a fresh "
                  "process (interpreter, imports, worker start-up and compiled-code loading "
                  "included; the cache is warm), peak_rss_mib summed over the process and its "
