@@ -207,9 +207,10 @@ def _accumulate(conf, pair, y0, gy, x0, gx, span, pad, persons, joints, out):
     """Add every blob to ``out`` (C, V, H, W), one joint at a time, into float64 sums of the
     C - 1 channel pairs (module docstring), then copy the joint's box out and clear it.
 
-    A blob whose window overlaps no other blob of its (frame, joint) is added as it is; of two
-    overlapping ones the second adds max(0, b - a); three or more take their per-cell maximum
-    on ``canvas``. Every product is (confidence x y Gaussian) x (x Gaussian x weight)."""
+    A blob whose window overlaps no other blob of its (frame, joint) is added as it is; where
+    one pair of blobs overlaps, the second adds max(0, b - a); where more than one pair does
+    (three persons or more), all of the frame's blobs take their per-cell maximum on
+    ``canvas``. Every product is (confidence x y Gaussian) x (x Gaussian x weight)."""
     channels, height, width = out.shape[0], out.shape[2], out.shape[3]
     frames, lanes = pair.shape[0], gy.shape[1]
     cols = pad + width + lanes + 1  # buffer cells per row: margin, grid, a window's lanes past it
