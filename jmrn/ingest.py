@@ -409,7 +409,6 @@ def ingest(
     # Imported here, not at the top: the worker processes import this module for
     # ``_load_checked`` and need neither h5py, joblib nor tqdm (``python -X importtime``:
     # 0.52 -> 0.31 s of imports for each worker).
-    from jmrn.keypoints_file import KeypointsWriter
     from jmrn.parallel import ordered_map
     from jmrn.progress import announce_total
 
@@ -449,6 +448,7 @@ def ingest(
     loaded = ordered_map(load, index.entries, n_jobs if index.parallel else 1,
                          tasks_per_worker=4, batch_size=16)  # fmt: skip
     announce_total(progress, len(index.entries))  # the bar can show the time left
+    from jmrn.keypoints_file import KeypointsWriter  # h5py: imported while the workers read
 
     kept_ids: dict[str, int] = {}
     kept_labels: list[tuple[int, ...]] = []

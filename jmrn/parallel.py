@@ -36,33 +36,40 @@ def ordered_map(fn: Callable, items: Iterable, n_jobs: int = -1, tasks_per_worke
     threads), with at most ``tasks_per_worker`` tasks per worker submitted or finished but
     not yet taken.
 
-    A task is ``batch_size`` items: submitting one costs ~0.1 ms of the caller's time (the
-    function and its arguments are pickled), so small items (one JSON video) are batched.
-    An exception in a task is raised here, when its result is due; the tasks not yet started
-    are then cancelled (as they are if the caller stops early).
+    The first tasks are submitted by this call, not at the first ``next``: the workers start
+    while the caller sets up (imports h5py, opens its output file). A task is ``batch_size``
+    items: submitting one costs ~0.1 ms of the caller's time (the function and its arguments
+    are pickled), so small items (one JSON video) are batched. An exception in a task is
+    raised here, when its result is due; the tasks not yet started are then cancelled (as
+    they are if the caller stops early, closing the iterator).
     """
     workers = effective_n_jobs(n_jobs)
     items = iter(items)
     if workers == 1:
-        yield from map(fn, items)
-        return
+        return map(fn, items)
     if threads:
-        with ThreadPoolExecutor(max_workers=workers) as executor:
-            yield from _in_order(executor, fn, items, workers * tasks_per_worker, batch_size)
-        return
-    # as joblib does: each worker's own thread pools get its share of the cores
-    share = str(max(os.cpu_count() // workers, 1))
-    env = {name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                    "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}  # fmt: skip
-    executor = get_reusable_executor(max_workers=workers, env=env)
-    yield from _in_order(executor, fn, items, workers * tasks_per_worker, batch_size)
+        executor = ThreadPoolExecutor(max_workers=workers)
+    else:  # as joblib does: each worker's own thread pools get its share of the cores
+        share = str(max(os.cpu_count() // workers, 1))
+        env = {name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                        "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}  # fmt: skip
+        executor = get_reusable_executor(max_workers=workers, env=env)
+    results = _in_order(executor, fn, items, workers * tasks_per_worker, batch_size,
+                        shutdown=threads)  # fmt: skip
+    next(results)  # runs up to its first yield: the first tasks are submitted now
+    return results
 
 
 def _in_order(executor: Executor, fn: Callable, items: Iterator, in_flight: int,
-              batch_size: int) -> Iterator:  # fmt: skip
+              batch_size: int, shutdown: bool) -> Iterator:  # fmt: skip
+    """Yields once when the first ``in_flight`` tasks are submitted (``ordered_map`` takes
+    that), then the results. ``shutdown``: the executor is this generator's own (threads;
+    loky's reusable one is kept for the next call)."""
     batches = iter(lambda: list(islice(items, batch_size)), [])
-    pending = deque(executor.submit(_apply, fn, batch) for batch in islice(batches, in_flight))
+    pending: deque = deque()
     try:
+        pending.extend(executor.submit(_apply, fn, batch) for batch in islice(batches, in_flight))
+        yield None
         while pending:
             results = pending.popleft().result()
             for batch in islice(batches, 1):
@@ -71,3 +78,5 @@ def _in_order(executor: Executor, fn: Callable, items: Iterator, in_flight: int,
     finally:
         for future in pending:
             future.cancel()
+        if shutdown:
+            executor.shutdown(wait=True)

@@ -55,3 +55,19 @@ def test_at_most_tasks_per_worker_tasks_are_taken_ahead_of_the_caller(threads):
 def test_a_failing_task_raises_in_the_caller(threads):
     with pytest.raises(ValueError, match="video 5 is broken"):
         list(ordered_map(fail_on_five, range(20), n_jobs=2, threads=threads))
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_the_first_tasks_start_before_the_caller_asks_for_a_result(threads):
+    """The workers read while the caller sets up (ingest imports h5py and opens its file)."""
+    pulled = []
+
+    def items():
+        for x in range(100):
+            pulled.append(x)
+            yield x
+
+    results = ordered_map(slow_square, items(), n_jobs=2, tasks_per_worker=3, batch_size=2,
+                          threads=threads)  # fmt: skip
+    assert len(pulled) == 2 * 3 * 2  # submitted: workers x tasks_per_worker x batch_size
+    assert [r for r, _ in results] == [x * x for x in range(100)]
