@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import machine_facts, run_with_peak_rss
+from process_tree import busy_cpu_seconds, machine_facts, own_cpu_seconds, run_with_peak_rss
 
 FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
 FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
@@ -71,10 +71,12 @@ def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
     start = time.perf_counter()
     get_reader(fmt).index(raw, dict(OPTIONS[fmt]))
     index_seconds = time.perf_counter() - start
+    busy = busy_cpu_seconds()
     start = time.perf_counter()
     report = ingest(fmt, raw, out, dataset="bench", options=OPTIONS[fmt], layout=LAYOUT,
                     n_jobs=n_jobs)  # fmt: skip
     seconds = time.perf_counter() - start
+    busy = busy_cpu_seconds() - busy
     if workers > 1:
         get_reusable_executor().shutdown(wait=True)  # reaped: now in RUSAGE_CHILDREN
     kib = 1024  # ru_maxrss is in KiB on Linux
@@ -82,6 +84,10 @@ def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
         "worker_startup_seconds": startup_seconds,
         "index_seconds": index_seconds,
         "ingest_seconds": seconds,
+        # the whole machine's CPU while ingest ran, in cores (at most the core count): two
+        # workers near 2.0 leave no core idle, so a speed-up short of 2x is each core
+        # running slower, not waiting
+        "machine_cores_busy": busy / seconds,
         "kept": report["kept"],
         "skipped": report["skipped"],
         "ru_maxrss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
@@ -94,10 +100,15 @@ def run_child(fmt: str, raw: Path, out: Path, n_jobs: int, interval: float = 0.0
     """``measure`` in a fresh process; adds its wall time and the peak summed RSS of the
     process tree (an upper bound: pages shared between processes are counted in each)."""
     cmd = [sys.executable, __file__, "--measure", fmt, str(raw), str(out), str(n_jobs)]
+    busy, own = busy_cpu_seconds(), own_cpu_seconds()
     wall, peak, stdout = run_with_peak_rss(cmd, interval, capture=True)
+    # CPU that the rest of the machine used meanwhile, in cores: > ~0.1 means other work
+    # competed with this run (its speed and speed-up are then too low)
+    other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
     out.unlink()
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak}
+    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak,
+            "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
 
 
 def write_dataset(fmt: str, videos: int, root: Path) -> tuple[Path, int, int, int]:
@@ -120,6 +131,9 @@ def bench(fmt: str, videos: int, jobs: list[int], repeats: int, root: Path,
           runs: list[dict]) -> None:  # fmt: skip
     """Write the data once; ingest it ``repeats`` times per n_jobs: the fastest run is
     reported (others on the machine only ever slow a run down), with the largest peaks.
+    The n_jobs values take turns, in alternating order (1, -1, -1, 1, ...), so that a phase
+    in which this shared machine runs slow costs each the same: the speed-up compares the
+    fastest of each, and every pair's ratio is kept (``speedup_pairs``).
 
     The data is generated in a subprocess too: this process stays small, which matters
     because Linux keeps a process's peak RSS across fork and exec, so a child of a big parent
@@ -132,13 +146,22 @@ def bench(fmt: str, videos: int, jobs: list[int], repeats: int, root: Path,
     raw = Path(raw)
     raw_mib = sum(f.stat().st_size for f in raw.rglob("*") if f.is_file()) / 2**20
     write_seconds = time.perf_counter() - start
-    for n_jobs in jobs:
-        tries = [run_child(fmt, raw, root / "keypoints.h5", n_jobs) for _ in range(repeats)]
+    all_tries: dict[int, list[dict]] = {n_jobs: [] for n_jobs in jobs}
+    for repeat in range(repeats):
+        for n_jobs in (jobs if repeat % 2 == 0 else jobs[::-1]):
+            all_tries[n_jobs].append(run_child(fmt, raw, root / "keypoints.h5", n_jobs))
+    for n_jobs, tries in all_tries.items():
         assert all(r["kept"] == n_videos and r["skipped"] == 0 for r in tries), tries
-        result = min(tries, key=lambda r: r["ingest_seconds"])
+        result = dict(min(tries, key=lambda r: r["ingest_seconds"]))
         for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
             result[key] = max(r[key] for r in tries)
-        result["ingest_seconds_all"] = [r["ingest_seconds"] for r in tries]
+        for key in ("ingest_seconds", "machine_cores_busy", "other_cores_busy"):
+            result[f"{key}_all"] = [r[key] for r in tries]
+        if n_jobs != 1 and 1 in all_tries:
+            one = all_tries[1]
+            result["speedup"] = min(r["ingest_seconds"] for r in one) / result["ingest_seconds"]
+            result["speedup_pairs"] = [a["ingest_seconds"] / b["ingest_seconds"]
+                                       for a, b in zip(one, tries, strict=True)]  # fmt: skip
         files_per_second = n_files / result["ingest_seconds"]
         runs.append({
             "format": fmt, "videos": n_videos, "files": n_files, "n_jobs": n_jobs,
@@ -162,12 +185,15 @@ def bench(fmt: str, videos: int, jobs: list[int], repeats: int, root: Path,
 def print_row(run: dict | None) -> None:
     if run is None:
         print(f"{'format':<14}{'videos':>7}{'files':>8}{'jobs':>5}{'index s':>9}{'ingest s':>9}"
-              f"{'files/s':>9}{'videos/s':>9}{'peak MiB':>9}{'full size':>11}")  # fmt: skip
+              f"{'files/s':>9}{'videos/s':>9}{'speedup':>8}{'cores':>6}{'peak MiB':>9}"
+              f"{'full size':>11}")  # fmt: skip
         return
     print(f"{run['format']:<14}{run['videos']:>7}{run['files']:>8}{run['n_jobs']:>5}"
           f"{run['index_seconds']:>9.2f}{run['ingest_seconds']:>9.2f}"
           f"{run['files_per_second']:>9.0f}{run['videos_per_second']:>9.1f}"
-          f"{run['peak_tree_rss_mib']:>9.0f}{run['projected_full_minutes']:>8.1f} min"
+          + (f"{run['speedup']:>7.2f}x" if "speedup" in run else " " * 8)
+          + f"{run['machine_cores_busy']:>6.2f}{run['peak_tree_rss_mib']:>9.0f}"
+          f"{run['projected_full_minutes']:>8.1f} min"
           + (f" ({run['projected_full_minutes_at_300_frames']:.1f} min at 300 frames/video)"
              if "projected_full_minutes_at_300_frames" in run else ""),
           flush=True)  # fmt: skip
@@ -234,7 +260,12 @@ def main() -> None:
                  "peak_tree_rss_mib sums "
                  "the RSS of the process and its workers (polled every 20 ms); "
                  "ru_maxrss_children_mib is the largest single child (a worker; at n_jobs=1 "
-                 "a fork of the process that runs `uname -p` during the imports).",
+                 "a fork of the process that runs `uname -p` during the imports). "
+                 "The n_jobs values of a format take turns (1, -1, -1, 1, ...); speedup: the "
+                 "fastest 1-worker run over this row's fastest; speedup_pairs: each turn's "
+                 "ratio. machine_cores_busy: the whole machine's non-idle CPU (steal "
+                 "included) during ingest, in cores; other_cores_busy: what the rest of the "
+                 "machine used during the process, in cores.",
         "runs": runs,
         "memory": {
             "format": args.memory_format,

@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import machine_facts, run_with_peak_rss
+from process_tree import busy_cpu_seconds, machine_facts, own_cpu_seconds, run_with_peak_rss
 
 LAYOUT = "coco17_neck"
 CHUNK_ROWS = 64  # build_heatmaps' default chunk_videos: each chunk opens keypoints.h5
@@ -402,21 +402,6 @@ def child(name: str, *args, peak: bool = False) -> dict:
     other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
     return {**json.loads(out.strip().splitlines()[-1]), "process_seconds": wall,
             "peak_tree_rss_mib": rss, "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent not idle since boot."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and its reaped descendants (a child's joblib workers are
-    reaped by it, and it by this process, before the second reading)."""
-    return sum(getattr(resource.getrusage(who), k) for k in ("ru_utime", "ru_stime")
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # fmt: skip
 
 
 def best(tries: list[dict]) -> dict:
