@@ -14,7 +14,7 @@ rows, ~57 MB at 18 joints, between HDF5 writes, so memory rises until the first 
 temporary folder (deleted afterwards) and read back hot from the page cache: a cold disk adds
 I/O time.
 
-    python bench/ingest.py                    # the defaults: ~5 minutes on 2 cores
+    python bench/ingest.py                    # the defaults: ~11 minutes on 2 cores
     python bench/ingest.py --openpose-videos 100 --stgcn-videos 500 --memory-videos 500
 """
 
@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--memory-videos", type=int, default=4000,
                         help="N of the N vs 4N memory comparison (n_jobs=-1); past the "
                              "writer's first flush, ~2,900 videos")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=2, help="ingest runs per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="ingest runs per measurement")
     parser.add_argument("--tmp-dir", default=None, help="where to write the data (default: TMP)")
     parser.add_argument("--out", default="bench/results/ingest.json")
     parser.add_argument("--write", nargs=3, metavar=("FMT", "VIDEOS", "ROOT"),
