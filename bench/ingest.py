@@ -31,7 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import busy_cpu_seconds, machine_facts, own_cpu_seconds, run_with_peak_rss
+from process_tree import (
+    busy_cpu_seconds,
+    machine_facts,
+    own_cpu_seconds,
+    run_with_peak_rss,
+    start_pool,
+)
 
 FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
 FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
@@ -42,13 +48,7 @@ FULL_NAME = {"openpose_json": "HMDB51 from OpenPose (600,000 frame files)",
 KINETICS_FRAMES_PER_VIDEO = 300
 OPTIONS = {"openpose_json": {"image_size": [240, 320]}, "stgcn_json": {"image_size": [256, 340]}}
 LAYOUT = "coco17_neck"
-
-
-def _import_reader(fmt: str) -> None:
-    import jmrn.ingest  # noqa: F401
-    from jmrn.readers import get_reader
-
-    get_reader(fmt)
+READER_MODULE = {"openpose_json": "jmrn.readers.openpose", "stgcn_json": "jmrn.readers.stgcn"}
 
 
 def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
@@ -59,15 +59,11 @@ def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
     from joblib.externals.loky import get_reusable_executor
 
     from jmrn.ingest import ingest
-    from jmrn.parallel import ordered_map
     from jmrn.readers import get_reader
 
     workers = effective_n_jobs(n_jobs)
-    start = time.perf_counter()
-    if workers > 1:  # the same reusable loky executor that ingest's ordered_map then gets,
-        # its workers started and the reader imported: a one-off per stage, timed apart
-        list(ordered_map(_import_reader, [fmt] * workers, n_jobs, batch_size=1))
-    startup_seconds = time.perf_counter() - start
+    # the workers started and the reader imported: a one-off per stage, timed apart
+    startup_seconds = start_pool(workers, ["jmrn.ingest", READER_MODULE[fmt]])
     start = time.perf_counter()
     get_reader(fmt).index(raw, dict(OPTIONS[fmt]))
     index_seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@ its worker processes, and the machine facts recorded next to the results."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import platform
@@ -76,3 +77,28 @@ def own_cpu_seconds() -> float:
     reaped by it, and it by this process, before the second reading)."""
     return sum(getattr(resource.getrusage(who), k) for k in ("ru_utime", "ru_stime")
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # fmt: skip
+
+
+def _import_in_worker(modules: list[str]) -> int:
+    """In a worker: import what the tasks need, and linger so that every worker gets one."""
+    for name in modules:
+        importlib.import_module(name)
+    time.sleep(0.2)
+    return os.getpid()
+
+
+def start_pool(workers: int, modules: list[str]) -> float:
+    """Start the worker pool that ``jmrn.parallel.ordered_map`` then gets (loky's reusable
+    executor, with ordered_map's settings: a pool started with other settings, e.g. by
+    joblib's ``Parallel``, would be replaced by a new one inside the timed call), each worker
+    with ``modules`` imported: a one-off that would distort small runs. Seconds taken."""
+    from jmrn.parallel import ordered_map
+
+    start = time.perf_counter()
+    for name in modules:
+        importlib.import_module(name)
+    if workers > 1:
+        pids = set(ordered_map(_import_in_worker, [modules] * workers, workers, batch_size=1))
+        if len(pids) != workers:
+            raise RuntimeError(f"{len(pids)} of {workers} workers started")
+    return time.perf_counter() - start

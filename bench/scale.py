@@ -35,7 +35,6 @@ to a temporary folder (deleted afterwards) and read back hot from the page cache
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -47,7 +46,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from process_tree import busy_cpu_seconds, machine_facts, own_cpu_seconds, run_with_peak_rss
+from process_tree import (
+    busy_cpu_seconds,
+    machine_facts,
+    own_cpu_seconds,
+    run_with_peak_rss,
+    start_pool,
+)
 
 LAYOUT = "coco17_neck"
 CHUNK_ROWS = 64  # build_heatmaps' default chunk_videos: each chunk opens keypoints.h5
@@ -88,27 +93,6 @@ def options(fmt: str, ava_fps: float) -> dict:
 
 
 # ---------------------------------------------------------------- child processes
-
-
-def _warm(modules: list[str]) -> int:
-    """In a worker: import what the tasks need, and linger so that every worker gets one."""
-    for name in modules:
-        importlib.import_module(name)
-    time.sleep(0.2)
-    return os.getpid()
-
-
-def start_pool(workers: int, modules: list[str]) -> float:
-    """Start the reusable loky pool that the library's ``Parallel`` then gets, its workers
-    with ``modules`` imported: a one-off that would distort small runs. Seconds taken."""
-    from joblib import Parallel, delayed
-
-    start = time.perf_counter()
-    for name in modules:
-        importlib.import_module(name)
-    if workers > 1:
-        Parallel(n_jobs=workers)(delayed(_warm)(modules) for _ in range(workers))
-    return time.perf_counter() - start
 
 
 def stop_pool(workers: int) -> None:
@@ -424,18 +408,21 @@ def bench_format(fmt: str, n: int, args, root: Path, runs: list[dict], written: 
         raw, keypoints = info["raw"], str(root / f"keypoints_{fmt}_{size}.h5")
         jobs = [1, -1] if size == n else [-1]
         for stage in ("ingest", "heatmaps"):
-            for n_jobs in jobs:
-                tries = []
-                for _ in range(args.repeats):
+            # 1 and all workers take turns, in alternating order (1, -1, -1, 1, ...), so that
+            # a slow phase of the machine costs both alike
+            tries: dict[int, list[dict]] = {n_jobs: [] for n_jobs in jobs}
+            for repeat in range(args.repeats):
+                for n_jobs in (jobs if repeat % 2 == 0 else jobs[::-1]):
                     if stage == "ingest":
-                        tries.append(child("ingest", fmt, raw, keypoints, n_jobs, args.ava_fps,
-                                           peak=True))  # fmt: skip
+                        tries[n_jobs].append(child("ingest", fmt, raw, keypoints, n_jobs,
+                                                   args.ava_fps, peak=True))  # fmt: skip
                     else:
                         out = root / "heatmaps.h5"
-                        tries.append(child("heatmaps", fmt, keypoints, str(out), n_jobs,
-                                           peak=True))  # fmt: skip
+                        tries[n_jobs].append(child("heatmaps", fmt, keypoints, str(out), n_jobs,
+                                                   peak=True))  # fmt: skip
                         out.unlink()
-                result = best(tries)
+            for n_jobs in jobs:
+                result = best(tries[n_jobs])
                 assert result["samples"] == info["index_entries"], (result, info)
                 assert result.get("skipped", 0) == 0, result
                 runs.append(row(fmt, stage, size, n_jobs, result, info, runs))
