@@ -33,10 +33,12 @@ from pathlib import Path
 
 from process_tree import (
     busy_cpu_seconds,
+    fastest,
+    in_turns,
     machine_facts,
-    own_cpu_seconds,
-    run_with_peak_rss,
+    run_json_child,
     start_pool,
+    stop_pool,
 )
 
 FULL_SIZE = {"openpose_json": 600_000, "stgcn_json": 260_000}  # files of HMDB51 / Kinetics
@@ -56,7 +58,6 @@ def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
     ingest (on the started pool: start-up is a one-off that would distort small runs'
     projections); rusage peaks."""
     from joblib import effective_n_jobs
-    from joblib.externals.loky import get_reusable_executor
 
     from jmrn.ingest import ingest
     from jmrn.readers import get_reader
@@ -73,8 +74,7 @@ def measure(fmt: str, raw: Path, out: Path, n_jobs: int) -> dict:
                     n_jobs=n_jobs)  # fmt: skip
     seconds = time.perf_counter() - start
     busy = busy_cpu_seconds() - busy
-    if workers > 1:
-        get_reusable_executor().shutdown(wait=True)  # reaped: now in RUSAGE_CHILDREN
+    stop_pool(workers)
     kib = 1024  # ru_maxrss is in KiB on Linux
     return {
         "worker_startup_seconds": startup_seconds,
@@ -96,15 +96,9 @@ def run_child(fmt: str, raw: Path, out: Path, n_jobs: int, interval: float = 0.0
     """``measure`` in a fresh process; adds its wall time and the peak summed RSS of the
     process tree (an upper bound: pages shared between processes are counted in each)."""
     cmd = [sys.executable, __file__, "--measure", fmt, str(raw), str(out), str(n_jobs)]
-    busy, own = busy_cpu_seconds(), own_cpu_seconds()
-    wall, peak, stdout = run_with_peak_rss(cmd, interval, capture=True)
-    # CPU that the rest of the machine used meanwhile, in cores: > ~0.1 means other work
-    # competed with this run (its speed and speed-up are then too low)
-    other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
+    result = run_json_child(cmd, interval)
     out.unlink()
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": wall, "peak_tree_rss_mib": peak,
-            "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
+    return result
 
 
 def write_dataset(fmt: str, videos: int, root: Path) -> tuple[Path, int, int, int]:
@@ -142,17 +136,11 @@ def bench(fmt: str, videos: int, jobs: list[int], repeats: int, root: Path,
     raw = Path(raw)
     raw_mib = sum(f.stat().st_size for f in raw.rglob("*") if f.is_file()) / 2**20
     write_seconds = time.perf_counter() - start
-    all_tries: dict[int, list[dict]] = {n_jobs: [] for n_jobs in jobs}
-    for repeat in range(repeats):
-        for n_jobs in (jobs if repeat % 2 == 0 else jobs[::-1]):
-            all_tries[n_jobs].append(run_child(fmt, raw, root / "keypoints.h5", n_jobs))
+    all_tries = in_turns(jobs, repeats,
+                         lambda n_jobs: run_child(fmt, raw, root / "keypoints.h5", n_jobs))
     for n_jobs, tries in all_tries.items():
         assert all(r["kept"] == n_videos and r["skipped"] == 0 for r in tries), tries
-        result = dict(min(tries, key=lambda r: r["ingest_seconds"]))
-        for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
-            result[key] = max(r[key] for r in tries)
-        for key in ("ingest_seconds", "machine_cores_busy", "other_cores_busy"):
-            result[f"{key}_all"] = [r[key] for r in tries]
+        result = fastest(tries, "ingest_seconds", ("machine_cores_busy", "other_cores_busy"))
         if n_jobs != 1 and 1 in all_tries:
             one = all_tries[1]
             result["speedup"] = min(r["ingest_seconds"] for r in one) / result["ingest_seconds"]

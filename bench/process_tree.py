@@ -4,12 +4,14 @@ its worker processes, and the machine facts recorded next to the results."""
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import platform
 import resource
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -50,6 +52,42 @@ def run_with_peak_rss(cmd: list[str], interval: float = 0.05, capture: bool = Fa
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
     return seconds, peak / 2**20, stdout
+
+
+def run_json_child(cmd: list[str], interval: float) -> dict:
+    """Run ``cmd``, a benchmark's child that prints its measurements as JSON on its last line,
+    watching it with ``run_with_peak_rss``; adds its wall time (``process_seconds``), the peak
+    summed RSS of its process tree, and ``other_cores_busy``: the CPU that the rest of the
+    machine used meanwhile, in cores (> ~0.1 means other work competed with this run, so its
+    speed and speed-up are too low)."""
+    busy, own = busy_cpu_seconds(), own_cpu_seconds()
+    wall, peak, stdout = run_with_peak_rss(cmd, interval, capture=True)
+    other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
+    return {**json.loads(stdout.strip().splitlines()[-1]), "process_seconds": wall,
+            "peak_tree_rss_mib": peak, "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
+
+
+def in_turns(jobs: list[int], repeats: int, run: Callable[[int], dict]) -> dict[int, list[dict]]:
+    """``run(n_jobs)`` ``repeats`` times for each of ``jobs``, the values taking turns in
+    alternating order (1, -1, -1, 1, ...), so that a phase in which this shared machine runs
+    slow costs each the same. The tries of each n_jobs, in order."""
+    tries: dict[int, list[dict]] = {n_jobs: [] for n_jobs in jobs}
+    for repeat in range(repeats):
+        for n_jobs in (jobs if repeat % 2 == 0 else jobs[::-1]):
+            tries[n_jobs].append(run(n_jobs))
+    return tries
+
+
+def fastest(tries: list[dict], seconds_key: str, listed: tuple[str, ...] = ()) -> dict:
+    """The fastest try (others on the machine only ever slow a run down), with the largest
+    memory peaks of all, and every try's ``seconds_key`` and ``listed`` values as
+    ``<key>_all``."""
+    result = dict(min(tries, key=lambda r: r[seconds_key]))
+    for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
+        result[key] = max(r[key] for r in tries)
+    for key in (seconds_key, *listed):
+        result[f"{key}_all"] = [r[key] for r in tries]
+    return result
 
 
 def machine_facts() -> dict:
@@ -102,3 +140,12 @@ def start_pool(workers: int, modules: list[str]) -> float:
         if len(pids) != workers:
             raise RuntimeError(f"{len(pids)} of {workers} workers started")
     return time.perf_counter() - start
+
+
+def stop_pool(workers: int) -> None:
+    """Shut the pool down: its workers are reaped, so their CPU time and peak memory are now in
+    this process's RUSAGE_CHILDREN."""
+    if workers > 1:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)

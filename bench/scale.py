@@ -44,14 +44,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from process_tree import (
-    busy_cpu_seconds,
+    fastest,
+    in_turns,
     machine_facts,
-    own_cpu_seconds,
-    run_with_peak_rss,
+    run_json_child,
     start_pool,
+    stop_pool,
 )
 
 LAYOUT = "coco17_neck"
@@ -93,13 +95,6 @@ def options(fmt: str, ava_fps: float) -> dict:
 
 
 # ---------------------------------------------------------------- child processes
-
-
-def stop_pool(workers: int) -> None:
-    if workers > 1:  # reaped: the workers' peak is now in RUSAGE_CHILDREN
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=True)
 
 
 def rusage() -> dict:
@@ -379,22 +374,17 @@ def child(name: str, *args, peak: bool = False) -> dict:
     if not peak:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
-    busy, own = busy_cpu_seconds(), own_cpu_seconds()
-    wall, rss, out = run_with_peak_rss(cmd, 0.02, capture=True)
-    # CPU that the rest of the machine used meanwhile, in cores: > ~0.1 means other work
-    # competed with this run (its speed and speed-up are then too low)
-    other = (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)
-    return {**json.loads(out.strip().splitlines()[-1]), "process_seconds": wall,
-            "peak_tree_rss_mib": rss, "other_cores_busy": max(other, 0.0) / wall}  # fmt: skip
+    return run_json_child(cmd, 0.02)
 
 
-def best(tries: list[dict]) -> dict:
-    """The fastest try (others on the machine only slow a run down), with the largest peaks."""
-    result = dict(min(tries, key=lambda r: r["seconds"]))
-    for key in ("ru_maxrss_self_mib", "ru_maxrss_children_mib", "peak_tree_rss_mib"):
-        result[key] = max(r[key] for r in tries)
-    result["seconds_all"] = [r["seconds"] for r in tries]
-    result["other_cores_busy_all"] = [r["other_cores_busy"] for r in tries]
+def run_stage(stage: str, fmt: str, raw: str, keypoints: str, heatmaps: Path, n_jobs: int,
+              ava_fps: float) -> dict:  # fmt: skip
+    """One timed run of ``stage`` in a fresh process: ingest ``raw`` into ``keypoints``, or
+    render ``keypoints`` into ``heatmaps`` (deleted afterwards)."""
+    if stage == "ingest":
+        return child("ingest", fmt, raw, keypoints, n_jobs, ava_fps, peak=True)
+    result = child("heatmaps", fmt, keypoints, str(heatmaps), n_jobs, peak=True)
+    heatmaps.unlink()
     return result
 
 
@@ -408,21 +398,11 @@ def bench_format(fmt: str, n: int, args, root: Path, runs: list[dict], written: 
         raw, keypoints = info["raw"], str(root / f"keypoints_{fmt}_{size}.h5")
         jobs = [1, -1] if size == n else [-1]
         for stage in ("ingest", "heatmaps"):
-            # 1 and all workers take turns, in alternating order (1, -1, -1, 1, ...), so that
-            # a slow phase of the machine costs both alike
-            tries: dict[int, list[dict]] = {n_jobs: [] for n_jobs in jobs}
-            for repeat in range(args.repeats):
-                for n_jobs in (jobs if repeat % 2 == 0 else jobs[::-1]):
-                    if stage == "ingest":
-                        tries[n_jobs].append(child("ingest", fmt, raw, keypoints, n_jobs,
-                                                   args.ava_fps, peak=True))  # fmt: skip
-                    else:
-                        out = root / "heatmaps.h5"
-                        tries[n_jobs].append(child("heatmaps", fmt, keypoints, str(out), n_jobs,
-                                                   peak=True))  # fmt: skip
-                        out.unlink()
+            run = partial(run_stage, stage, fmt, raw, keypoints, root / "heatmaps.h5",
+                          ava_fps=args.ava_fps)  # fmt: skip
+            tries = in_turns(jobs, args.repeats, run)  # 1 and all workers take turns
             for n_jobs in jobs:
-                result = best(tries[n_jobs])
+                result = fastest(tries[n_jobs], "seconds", ("other_cores_busy",))
                 assert result["samples"] == info["index_entries"], (result, info)
                 assert result.get("skipped", 0) == 0, result
                 runs.append(row(fmt, stage, size, n_jobs, result, info, runs))
