@@ -236,6 +236,8 @@ IMAGE_SIZE = nullable(pair(integer(ge=1), "[height, width] in pixels"))
 TRANSLATION_MODES = ("none", "global", "groupwise", "global_and_groupwise", "jointwise")
 CONTRASTIVE_VARIANTS = ("proposed", "only_aug", "multi_label_weighted", "none")
 NORMALISATIONS = ("area", "max", "none")
+# Model-selection rules (jmrn.selection, issue 23 §3)
+SELECTION_RULES = ("val_metric", "val_loss", "val_smoothed", "last", "average")
 
 SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
     "ingest": {
@@ -296,6 +298,9 @@ SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
         "val_fraction": PROBABILITY_BELOW_ONE,
         "seed": SEED,
         "val_group": nullable(regex),
+        "select": one_of(*SELECTION_RULES),
+        "select_window": POSITIVE_INT,
+        "videos_per_class": COUNT,  # 0, or >= 2 and dividing batch_size (section_rules)
         "ap": optional(one_of("charades", "voc")),
     },
     "fusion": {
@@ -466,6 +471,12 @@ def check_dataset(name: str, block: Any) -> None:
 
 def section_rules(name: str, values: dict, key: Callable[[str], str]) -> None:
     """Rules between the keys of one resolved section; ``key(k)`` names where k was set."""
+    if name == "train":
+        per_class, batch = values["videos_per_class"], values["batch_size"]
+        if per_class == 1 or (per_class and batch % per_class):
+            raise ParamsError(f"{key('videos_per_class')} = {per_class}: 0 (shuffled batches) "
+                              "or a number >= 2 of videos of each class in a batch that "
+                              f"divides {key('batch_size')} = {batch}")  # fmt: skip
     if name == "heatmap":
         reach = values["truncate"] * values["sigma"]
         if reach < MIN_REACH:

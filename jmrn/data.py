@@ -67,6 +67,50 @@ def stratified_split(
     return keep, held_out
 
 
+def class_balanced_batches(labels: np.ndarray, batch_size: int, per_class: int, seed: int,
+                           epoch: int) -> list[list[int]]:  # fmt: skip
+    """One epoch of class-aware batches over the rows of ``labels`` (N, K) one-hot: each batch
+    holds ``per_class`` videos of each of ``batch_size // per_class`` different classes.
+
+    Why: with 16 videos of 14 classes in a batch, most anchors of the joint-contrastive loss
+    have no positive but their own other view, and the "same class" term of ``proposed``
+    hardly acts (issue 23 §4). The epoch has ceil(N / batch_size) batches, as a shuffled
+    epoch has. A batch's classes are drawn without replacement with probability proportional
+    to their number of videos (so the classification loss keeps the data's class frequencies
+    on average); each class hands out its videos in a shuffled order and reshuffles once it
+    has handed out all of them, so every video is seen about equally often. A class with
+    fewer videos than ``per_class`` repeats some in a batch (their two augmented views
+    differ). Seeded by (seed, epoch): a resumed run draws the same batches.
+    """
+    if labels.ndim != 2 or labels.shape[0] == 0:
+        raise ValueError(f"labels must be a non-empty (N, K) array, got {labels.shape}")
+    if per_class < 2 or batch_size % per_class:
+        raise ValueError(f"train.videos_per_class = {per_class} must be >= 2 and divide "
+                         f"train.batch_size = {batch_size}")  # fmt: skip
+    classes = labels.argmax(axis=1)
+    present, sizes = np.unique(classes, return_counts=True)
+    n_classes = batch_size // per_class
+    if len(present) < n_classes:
+        raise ValueError(f"train.videos_per_class = {per_class} with train.batch_size = "
+                         f"{batch_size} needs {n_classes} classes in a batch, but the "
+                         f"training rows have {len(present)}: raise videos_per_class")  # fmt: skip
+    rng = np.random.default_rng((seed, epoch, 0xC1A55))
+    pools = {int(c): rng.permutation(np.flatnonzero(classes == c)) for c in present}
+    cursor = dict.fromkeys(pools, 0)
+    batches = []
+    for _ in range(-(-len(labels) // batch_size)):
+        batch: list[int] = []
+        for c in rng.choice(present, n_classes, replace=False, p=sizes / sizes.sum()):
+            c = int(c)
+            for _ in range(per_class):
+                if cursor[c] == len(pools[c]):
+                    pools[c], cursor[c] = rng.permutation(pools[c]), 0
+                batch.append(int(pools[c][cursor[c]]))
+                cursor[c] += 1
+        batches.append(batch)
+    return batches
+
+
 def validation_groups(video_ids: list[str], pattern: str | None) -> np.ndarray | None:
     """The source video (or movie) of every row, for a validation split that keeps it on one
     side: the first capture group of ``pattern`` (``train.val_group``) matched against the id,

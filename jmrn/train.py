@@ -8,10 +8,18 @@ the CPU, and under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo
 Decisions (method.md §10), each written where the code makes it:
 * Both views go through the network in one batch of 2B (shared BatchNorm statistics) and the
   classification loss is taken on both (§6.2, §10.23).
-* Model selection: the best validation metric (top-1, or mAP for multi-label) over the
-  evaluations; the test split is never used to choose anything. The paper-style number
-  (best test metric over the evaluations, as the authors' code selects) is reported too,
-  labelled ``test_best_over_evaluations_paper_style`` (§10.21).
+* Model selection: the rule ``train.select`` (``jmrn.selection``: best validation metric,
+  lowest validation loss, a smoothed validation curve, the last epoch, or the average of the
+  last evaluations' weights) picks the published weights from validation figures only; the
+  test split is never used to choose anything. Every rule's pick and its validation and test
+  figures are reported (``selection.rules``), so one grid of seeds compares the rules. The
+  paper-style number (best test metric over the evaluations, as the authors' code selects) is
+  reported too, labelled ``test_best_over_evaluations_paper_style`` (§10.21).
+* Batches are shuffled videos, or with ``train.videos_per_class`` = m >= 2 class-aware:
+  m videos of each of batch_size / m classes (``jmrn.data.class_balanced_batches``), so that
+  every anchor of the joint-contrastive loss has positives beyond its own other view.
+* Under DDP the joint-contrastive loss gathers every rank's embeddings (with gradients), so it
+  is the loss of the global batch, as in single-process training (``gather_views``).
 * ReduceLROnPlateau watches the validation loss and is stepped at each evaluation, so its
   patience counts evaluations, as in the authors' code (§10.22).
 * The joint-contrastive term is skipped while its weight is 0 (the authors compute it and
@@ -71,6 +79,7 @@ from jmrn.augment import augment
 from jmrn.data import (
     HeatmapDataset,
     Prefetcher,
+    class_balanced_batches,
     collate,
     stratified_split,
     validation_groups,
@@ -82,9 +91,10 @@ from jmrn.losses import classification_loss, contrastive_weight, joint_contrasti
 from jmrn.metrics import multi_label_metrics, single_label_metrics
 from jmrn.models import build_model
 from jmrn.progress import StageClock
+from jmrn.selection import RULES, Selection, evaluation_epochs, spearman
 from jmrn.visualise import write_joint_weights_png
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the selection state of every rule (issue 23)
 
 
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
@@ -98,7 +108,7 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
 # The modules whose code decides what an epoch computes: a checkpoint written by other code
 # is not resumed (a killed run, then an edit to the model, must not mix old and new epochs).
 TRAINING_CODE = ("train.py", "models.py", "augment.py", "losses.py", "data.py", "heatmaps.py",
-                 "heatmaps_file.py", "metrics.py")  # fmt: skip
+                 "heatmaps_file.py", "metrics.py", "selection.py")  # fmt: skip
 
 
 def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
@@ -176,17 +186,61 @@ def main_metric(metrics: dict, multi_label: bool) -> float:
 
 
 def _loader(dataset: HeatmapDataset, batch: int, shuffle: bool, workers: int, seed: int,
-            sampler=None) -> Prefetcher:  # fmt: skip
-    """The batches of ``dataset``, shuffled by a generator seeded with ``seed``, prepared in
-    a background thread (``Prefetcher``) while the model runs: training never waits for
-    data (issue 14; ``bench/train_input.py`` measures it). The DataLoader fetches each batch
-    with one ``HeatmapDataset.__getitems__`` call."""
+            sampler=None, batches: list[list[int]] | None = None) -> Prefetcher:  # fmt: skip
+    """The batches of ``dataset``, shuffled by a generator seeded with ``seed`` (or the given
+    ``batches`` of item indices), prepared in a background thread (``Prefetcher``) while the
+    model runs: training never waits for data (issue 14; ``bench/train_input.py`` measures
+    it). The DataLoader fetches each batch with one ``HeatmapDataset.__getitems__`` call."""
     generator = torch.Generator().manual_seed(seed)
+    common = {"num_workers": workers, "pin_memory": torch.cuda.is_available(),
+              "persistent_workers": False, "collate_fn": collate}  # fmt: skip
+    if batches is not None:
+        return Prefetcher(DataLoader(dataset, batch_sampler=batches, **common))
     loader = DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None,
-                        sampler=sampler, num_workers=workers, generator=generator,
-                        pin_memory=torch.cuda.is_available(), drop_last=False,
-                        persistent_workers=False, collate_fn=collate)  # fmt: skip
+                        sampler=sampler, generator=generator, drop_last=False,
+                        **common)  # fmt: skip
     return Prefetcher(loader)
+
+
+def epoch_batches(train_set: HeatmapDataset, t_set: dict, seed: int, epoch: int, rank: int,
+                  world: int) -> list[list[int]] | None:  # fmt: skip
+    """This rank's class-aware batches of the epoch (``train.videos_per_class`` >= 2): the
+    global batches of ``class_balanced_batches``, each rank taking every world-th video of
+    each. None for plain shuffled batches."""
+    per_class = int(t_set.get("videos_per_class") or 0)
+    if per_class == 0:
+        return None
+    batches = class_balanced_batches(train_set.targets, int(t_set["batch_size"]), per_class,
+                                     seed, epoch)  # fmt: skip
+    return [b[rank::world] for b in batches]
+
+
+def gather_views(z: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's embeddings ``z`` (2b, V, D) and labels ``t`` (b, K) as one global batch
+    [view 1 of all samples; view 2 of all samples], for the joint-contrastive loss under DDP.
+
+    Gradients reach each rank's own rows: ``torch.distributed.nn``'s all_gather sums, in its
+    backward, the gradients every rank computes for a rank's rows, and DDP then averages the
+    parameters' gradients over the ranks; together that is the gradient of the global batch's
+    loss, as in single-process training (the authors' DataParallel computed the loss on the
+    gathered batch too). Ranks may hold different numbers of samples (padded, then trimmed).
+    Without an initialised process group of several ranks, ``z`` and ``t`` are returned."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z, t
+    from torch.distributed.nn.functional import all_gather
+
+    world, b = dist.get_world_size(), t.shape[0]
+    sizes = [torch.zeros(1, dtype=torch.long, device=z.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([b], dtype=torch.long, device=z.device))
+    sizes = [int(n) for n in sizes]
+    pad = max(sizes) - b
+
+    def gathered(x: torch.Tensor) -> list[torch.Tensor]:
+        x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
+        return [part[:n] for part, n in zip(all_gather(x), sizes, strict=True)]
+
+    view1, view2 = gathered(z[:b]), gathered(z[b:])
+    return torch.cat(view1 + view2), torch.cat(gathered(t)).detach()
 
 
 def two_views(x: torch.Tensor, t: torch.Tensor, paa: dict, layout,
@@ -208,8 +262,8 @@ def model_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, views: to
         out = net(views)
     cls = classification_loss(out.logits.float(), view_targets, multi_label)
     if jcl_weight > 0:
-        jcl = joint_contrastive_loss(out.embeddings.float(), t, contrastive["variant"],
-                                     contrastive["tau"])  # fmt: skip
+        z, labels = gather_views(out.embeddings.float(), t)
+        jcl = joint_contrastive_loss(z, labels, contrastive["variant"], contrastive["tau"])
     elif out.embeddings is not None:  # keep the projection head in the graph for DDP
         jcl = 0.0 * out.embeddings.float().sum()
     else:
@@ -323,8 +377,16 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     net = DistributedDataParallel(model) if world > 1 else model
     uses_jcl = m_set["name"] == "jmrn" and c_set["variant"] != "none"
 
+    epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
+    eval_every, key_name = int(t_set["eval_every"]), "mAP" if multi_label else "top1"
+    rule = t_set.get("select", "val_metric")
+    selection = Selection(int(t_set.get("select_window", 3)),
+                          evaluation_epochs(epochs, eval_every))  # fmt: skip
+    if t_set.get("videos_per_class") and multi_label:
+        raise ValueError("train.videos_per_class (class-aware batches) needs single-label "
+                         "data: set it to 0 for this dataset")  # fmt: skip
     key = fingerprint(settings, heatmaps_path)
-    state = {"epoch": 0, "history": [], "best": None}
+    state = {"epoch": 0, "history": [], "selection": selection.state_dict()}
     saved = resume_checkpoint(checkpoint_path, {"model": model, "optimizer": optimizer,
                                                 "scheduler": scheduler},
                               fingerprint=key, version=CHECKPOINT_VERSION,
@@ -332,13 +394,12 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                               log=print if rank == 0 else None)  # fmt: skip
     if saved is not None:
         state = {k: saved[k] for k in state}
+        selection.load_state_dict(state["selection"])
         if rank == 0:
             print(f"train: resuming {checkpoint_path} after epoch {state['epoch']}")
-
-    epochs, per_rank = int(t_set["epochs"]), max(1, int(t_set["batch_size"]) // world)
-    eval_every, key_name = int(t_set["eval_every"]), "mAP" if multi_label else "top1"
     if rank == 0:  # a run that has started shows as unfinished from its first moment
-        write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name))
+        write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name,
+                                               selection, rule))  # fmt: skip
     sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed) \
         if world > 1 else None  # fmt: skip
     augment_rng = torch.Generator(device=dev)
@@ -350,7 +411,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             sampler.set_epoch(epoch)
         started = time.perf_counter()
         loader = _loader(train_set, per_rank, True, loader_workers, seed * 1_000_003 + epoch,
-                         sampler)  # fmt: skip
+                         sampler, epoch_batches(train_set, t_set, seed, epoch, rank,
+                                                world))  # fmt: skip
         net.train()
         jcl_weight = contrastive_weight(epoch, c_set["lambda"], c_set["start_epoch"],
                                         c_set["ramp_epochs"]) if uses_jcl else 0.0  # fmt: skip
@@ -375,26 +437,26 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                                           class_names, per_rank, loader_workers,
                                           ap))  # fmt: skip
             scheduler.step(record["val_loss"])
-            best = state["best"]
-            if best is None or record["val_metric"] > best["val_metric"]:
-                state["best"] = {"epoch": epoch + 1, "val_metric": record["val_metric"],
-                                 "model": {k: v.detach().clone()
-                                           for k, v in model.state_dict().items()}}  # fmt: skip
+            selection.observe(epoch + 1, record["val_metric"], record["val_loss"],
+                              model.state_dict())  # fmt: skip
+            state["selection"] = selection.state_dict()
             eval_seconds = time.perf_counter() - eval_start
             clock.record("evaluation", eval_seconds)
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
             _save_checkpoint(checkpoint_path, model, optimizer, scheduler, state, key)
-            write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name))
+            write_json(metrics_path, _live_metrics(m_set["name"], state, epochs, key_name,
+                                                   selection, rule))  # fmt: skip
             _write_history(Path(plots_dir), state["history"])
             clock.record("epoch", time.perf_counter() - started - eval_seconds)  # incl. saving
             left = _steps_left(epoch + 1, epochs, eval_every)
             print(f"{_summary_line(record, epochs)} | {clock.status(left)}", file=sys.stderr,
                   flush=True)  # fmt: skip
-    result = _finish(model, state, test_set, dev, multi_label, class_names, joint_names,
-                     settings, per_rank, loader_workers, rank, model_path, metrics_path,
-                     per_class_path, plots_dir, val_idx, extra_sets, ap)  # fmt: skip
+    result = _finish(model, state, selection, val_set, test_set, dev, multi_label, class_names,
+                     joint_names, settings, per_rank, loader_workers, rank, model_path,
+                     metrics_path, per_class_path, plots_dir, val_idx, extra_sets,
+                     ap)  # fmt: skip
     if rank == 0:  # every output is written: the checkpoint has served (module docstring)
         checkpoint_path.unlink(missing_ok=True)
     return result
@@ -413,9 +475,11 @@ def _steps_left(done: int, epochs: int, eval_every: int) -> dict[str, int]:
     return {"epoch": epochs - done, "evaluation": evals + 1}
 
 
-def _live_metrics(model_name: str, state: dict, epochs: int, key: str) -> dict:
+def _live_metrics(model_name: str, state: dict, epochs: int, key: str, selection: Selection,
+                  rule: str) -> dict:  # fmt: skip
     """The metrics file while training runs: the last epoch's figures, the last evaluation's
-    (``evaluated_epoch``) and the epoch selected so far, with ``finished: false``."""
+    (``evaluated_epoch``) and the epoch that the rule ``rule`` selects so far (for
+    ``average``, the last evaluation), with ``finished: false``."""
     history = state["history"]
     live: dict = {"model": model_name, "finished": False, "epoch": state["epoch"],
                   "epochs": epochs}  # fmt: skip
@@ -427,8 +491,10 @@ def _live_metrics(model_name: str, state: dict, epochs: int, key: str) -> dict:
         live["evaluated_epoch"] = last["epoch"]
         live["val"] = {"loss": last["val_loss"], key: last["val_metric"]}
         live["test"] = {"loss": last["test_loss"], key: last["test_metric"]}
-    if state["best"] is not None:
-        live["selected_epoch"] = state["best"]["epoch"]
+    if evaluated:
+        picked = selection.picked.get(rule) or selection.picked["last"]
+        if picked is not None:
+            live["selected_epoch"] = picked["epoch"]
     return live
 
 
@@ -464,15 +530,43 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: 
                       "scheduler": scheduler.state_dict(), **state})  # fmt: skip
 
 
-def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, settings,
-            batch, workers, rank, model_path, metrics_path, per_class_path,
-            plots_dir, val_idx, extra_sets, ap) -> dict:  # fmt: skip
+def selection_figures(model, selection: Selection, history: list[dict], val_set, test_set,
+                      dev, multi_label, class_names, batch, workers, ap) -> dict:  # fmt: skip
+    """Every rule's pick with its validation and test metric, and the rank correlation of the
+    validation and test curves over the evaluations: what ``python -m jmrn.report`` compares
+    across seeds to choose the rule. The picks of single evaluations take their figures from
+    the history (the same weights were scored there); the average of weights is scored here
+    (and leaves ``model`` holding it)."""
+    key = "mAP" if multi_label else "top1"
+    by_epoch = {r["epoch"]: r for r in history if "val_metric" in r}
+    rules = {}
+    for rule in RULES:
+        epochs = selection.chosen_epochs(rule)
+        if rule == "average":
+            model.load_state_dict(selection.weights(rule))
+            figures = _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names,
+                                      batch, workers, ap)  # fmt: skip
+        else:
+            figures = by_epoch[epochs[0]]
+        rules[rule] = {"epochs": epochs, "val": {key: figures["val_metric"]},
+                       "test": {key: figures["test_metric"]}}  # fmt: skip
+    evaluated = list(by_epoch.values())
+    rho = spearman([r["val_metric"] for r in evaluated], [r["test_metric"] for r in evaluated])
+    return {"rules": rules, "val_test_spearman": rho}
+
+
+def _finish(model, state, selection, val_set, test_set, dev, multi_label, class_names,
+            joint_names, settings, batch, workers, rank, model_path, metrics_path,
+            per_class_path, plots_dir, val_idx, extra_sets, ap) -> dict:  # fmt: skip
     """Evaluate the selected weights on the test split and write every output (rank 0)."""
-    best = state["best"]
-    model.load_state_dict(best["model"])
+    history = state["history"]
+    rule = settings["train"].get("select", "val_metric")
+    figures = selection_figures(model, selection, history, val_set, test_set, dev,
+                                multi_label, class_names, batch, workers, ap)  # fmt: skip
+    chosen = figures["rules"][rule]
+    model.load_state_dict(selection.weights(rule))
     result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label)
     test = score(result, multi_label, class_names, ap)
-    history = state["history"]
     evaluated = [r for r in history if "test_metric" in r]
     key = "mAP" if multi_label else "top1"
     metrics = {
@@ -482,8 +576,9 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
         "train": _train_figures(history[-1]),
         "test": {"loss": result["loss"], **{k: v for k, v in test.items()
                                             if isinstance(v, float)}},
-        "val": {key: best["val_metric"]},
-        "selected_epoch": best["epoch"],
+        "val": chosen["val"],
+        "selected_epoch": chosen["epochs"][-1],  # average: the last of the averaged epochs
+        "selection": {"rule": rule, "window": selection.window, **figures},
         "epochs": len(history),
         "test_final_epoch": {key: evaluated[-1]["test_metric"]},
         "test_best_over_evaluations_paper_style": {
@@ -504,7 +599,7 @@ def _finish(model, state, test_set, dev, multi_label, class_names, joint_names, 
     write_json(per_class_path, per_class)
     save_torch(model_path, {"model": model.state_dict(), "settings": settings,
                             "class_names": class_names, "joint_names": joint_names,
-                            "selected_epoch": best["epoch"],
+                            "selected_epoch": chosen["epochs"][-1], "selection_rule": rule,
                             # the rows of the training split held out for model selection
                             "model_selection_rows": torch.as_tensor(val_idx)})  # fmt: skip
     _write_plots(Path(plots_dir), history, result, class_names, joint_names)

@@ -301,7 +301,8 @@ def test_input_pipeline_of_issue_14_gives_the_metrics_of_the_old_one(tiny_heatma
     settings["train"]["epochs"] = 2
     now = run(tiny_heatmaps, tmp_path / "now", settings)
 
-    def loader_before(dataset, batch, shuffle, workers, seed, sampler=None):
+    def loader_before(dataset, batch, shuffle, workers, seed, sampler=None, batches=None):
+        assert batches is None  # shuffled batches, as before class-aware sampling existed
         items = PerItemDataset(dataset.path, dataset.indices, dataset.crop,
                                dataset.normalisation, dataset.train, dataset.seed)  # fmt: skip
         items.set_epoch(dataset.epoch)
