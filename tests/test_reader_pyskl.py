@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
+import yaml
+from conftest import write_real_subset
 
 from jmrn.ingest import ingest
+from jmrn.keypoints_file import KeypointsFile
+from jmrn.layouts import get_layout
 from jmrn.readers import pyskl
 from jmrn.records import ReadError, Skipped, Video, check_video
 from jmrn.safe_pickle import load_pickle
@@ -222,3 +227,32 @@ def test_frame_sizes_is_an_error_for_a_pickle(tmp_path):
     (tmp_path / "data.pkl").write_bytes(b"not read")
     with pytest.raises(ReadError, match="source.frame_sizes is for OpenPose"):
         pyskl.index(tmp_path, {"frame_sizes": "sizes.csv"})
+
+
+def test_real_videos_with_a_layout_file_named_like_a_builtin(real_jhmdb, tmp_path):
+    """Bring-your-own skeleton.yaml listing JHMDB's joints reversed (and the arrays stored
+    reversed): under the name jhmdb15 it is refused, naming the file; under a name of its
+    own it is converted by joint name, so keypoints.h5's columns are the built-in order."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:4]]
+    for a in anns:
+        a["keypoint"] = a["keypoint"][..., ::-1, :].copy()
+        a["keypoint_score"] = a["keypoint_score"][..., ::-1].copy()
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    jhmdb = get_layout("jhmdb15")
+    skeleton = raw / "skeleton.yaml"
+    groups = {g: list(v) for g, v in jhmdb.groups.items()}
+    skeleton.write_text(yaml.safe_dump({"name": "jhmdb15", "joints": list(jhmdb.joints[::-1]),
+                                        "flip_pairs": [list(p) for p in jhmdb.pairs],
+                                        "groups": groups}))  # fmt: skip
+    options = {"class_names": raw / "classes.txt", "layout": str(skeleton)}
+    with pytest.raises(ReadError, match=re.escape(f"source.layout: {skeleton}: name 'jhmdb15' "
+                                                  "is a built-in layout's")):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1,
+               options=options)  # fmt: skip
+    skeleton.write_text(skeleton.read_text().replace("name: jhmdb15", "name: puppet_rev"))
+    ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1,
+           options=options)  # fmt: skip
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert kf.joint_names == list(jhmdb.joints)
+        original = real_jhmdb["annotations"][0]
+        np.testing.assert_array_equal(kf.keypoints(0)[:, 0, :, :2], original["keypoint"][0])
