@@ -256,3 +256,22 @@ def test_real_videos_with_a_layout_file_named_like_a_builtin(real_jhmdb, tmp_pat
         assert kf.joint_names == list(jhmdb.joints)
         original = real_jhmdb["annotations"][0]
         np.testing.assert_array_equal(kf.keypoints(0)[:, 0, :, :2], original["keypoint"][0])
+
+
+def test_real_class_list_with_a_blank_line_is_an_error_naming_the_line(real_jhmdb, tmp_path):
+    """index = line: a blank line inside the list would shift every later class by one."""
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw")
+    classes = raw / "classes.txt"
+    names = classes.read_text().splitlines()
+    classes.write_text("\n".join(names[:1] + [""] + names[1:]) + "\n")  # after "catch"
+    run = {"dataset": "t", "n_jobs": 1, "options": {"class_names": classes}}
+    with pytest.raises(ReadError, match=re.escape(f"class list {classes}, line 2: blank line "
+                                                  "before the class on line 3 ('clap')")):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    classes.write_text("  \t\n" + "\n".join(names) + "\n")  # variant: a first line of spaces
+    with pytest.raises(ReadError, match=r"line 1: blank line before the class on line 2 "
+                                        r"\('catch'\)"):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    classes.write_text("\n".join(names) + "\n\n  \n")  # blank lines at the end: harmless
+    report = ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    assert report["classes"] == 14 and report["videos_per_class"]["clap"] == 6

@@ -190,6 +190,21 @@ def test_class_names_option(tmp_path: Path):
         stgcn.index(tmp_path / "raw", {"class_names": str(names)})
 
 
+def test_blank_line_inside_a_class_or_subset_list_is_an_error(tmp_path: Path):
+    raw = make_dataset(tmp_path / "raw")
+    names = tmp_path / "classes.txt"
+    names.write_text("jump\n\nrun\n")  # would make run class 1 -> 2 if skipped
+    with pytest.raises(ReadError, match="line 2: blank line before the class on line 3"):
+        stgcn.index(raw, {"class_names": str(names)})
+    subset = tmp_path / "subset.txt"
+    subset.write_text("run\n \n\njump\n\n")  # variant: subset_classes, two blank lines
+    with pytest.raises(ReadError, match=r"subset.txt, line 2: blank line before the class on "
+                                        r"line 4 \('jump'\)"):  # fmt: skip
+        stgcn.index(raw, {"subset_classes": str(subset)})
+    subset.write_text("run\njump\n\n")
+    assert stgcn.index(raw, {"subset_classes": str(subset)}).class_names == ["run", "jump"]
+
+
 @pytest.mark.parametrize(
     ("labels", "match"),
     [

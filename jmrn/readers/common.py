@@ -19,11 +19,22 @@ MAX_FRAME_SPAN = 108_000
 
 
 def class_names_from_file(path: str | Path) -> list[str]:
-    """Class names, one per line (index = 0-based line); blank lines are ignored."""
+    """Class names, one per line (index = 0-based line). Blank lines at the end are ignored;
+    one before a class is an error naming the line: skipping it would shift every later
+    class by one, and keeping it would make an unnamed class."""
     path = Path(path)
     if not path.is_file():
         raise ReadError(f"class list {path} does not exist")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if "" in lines:
+        blank = lines.index("")
+        after = next(i for i in range(blank, len(lines)) if lines[i])
+        raise ReadError(f"class list {path}, line {blank + 1}: blank line before the class on "
+                        f"line {after + 1} ({lines[after]!r}); the class index is the line "
+                        "number, so remove the blank line (or name the class)")  # fmt: skip
+    names = lines
     if not names:
         raise ReadError(f"class list {path} is empty")
     if len(set(names)) != len(names):
