@@ -230,6 +230,10 @@ def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], sourc
     """Worker: read one video, validate it and convert it to the target layout, so that the
     main process only checks ids and writes."""
     item = raw = load(entry)
+    if isinstance(item, Video) and not (isinstance(item.video_id, str) and item.video_id.strip()):
+        # whatever the reader: a video without an id belongs to no split
+        return Skipped(str(item.source), str(item.source),
+                       f"empty video id (the video id: {item.video_id!r})")  # fmt: skip
     if isinstance(item, Video):
         item = check_video(item, source.num_joints, num_classes, multi_label,
                            frame_tolerance=frame_tolerance,

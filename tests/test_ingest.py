@@ -341,6 +341,17 @@ def test_non_finite_values_after_conversion_are_a_skip(monkeypatch):
     assert item.reason == "non-finite values after the layout conversion (coco17 to coco17_neck)"
 
 
+@pytest.mark.parametrize("video_id", ["", "   ", None])
+def test_a_video_without_an_id_is_a_skip_whatever_the_reader(video_id):
+    kp = np.full((5, 1, 17, 3), 0.5, np.float32)
+    item = _load_checked({}, load=lambda e: Video(video_id, kp, (240, 320), (0,), "f.json"),
+                         source=get_layout("coco17"), target=get_layout("coco17"),
+                         num_classes=1, multi_label=False, min_frames=3, frame_tolerance=0.1,
+                         max_outside_fraction=0.2, placeholder_xy=None)  # fmt: skip
+    assert item.video_id == "f.json" and item.reason == f"empty video id (the video id: " \
+        f"{video_id!r})"  # fmt: skip
+
+
 def test_confidences_above_one_are_clipped_and_counted(tmp_path):
     over = annotation("over", 0)
     over["keypoint_score"][0, 0, :3] = [1.05, 1.1, 1.2]

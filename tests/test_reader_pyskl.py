@@ -275,3 +275,26 @@ def test_real_class_list_with_a_blank_line_is_an_error_naming_the_line(real_jhmd
     classes.write_text("\n".join(names) + "\n\n  \n")  # blank lines at the end: harmless
     report = ingest("pyskl", raw, tmp_path / "k.h5", **run)
     assert report["classes"] == 14 and report["videos_per_class"]["clap"] == 6
+
+
+def test_real_videos_without_an_id_are_counted_skips(real_jhmdb, tmp_path):
+    """A PYSKL annotation without frame_dir was kept under the made-up id '<file>[i]', in no
+    split ("kept 10" while the splits held 9); an empty frame_dir was kept with id ''."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:10]]
+    del anns[3]["frame_dir"]
+    anns[5]["frame_dir"] = ""
+    anns[7]["frame_dir"] = " \t"  # variant: blank
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["kept"] == 7 and report["skipped"] == 3 and report["splits"] == {"train": 7}
+    path = raw / "jhmdb.pkl"
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {f"{path}[3]": "annotation has no 'frame_dir' (the video id)",
+                       f"{path}[5]": "empty frame_dir (the video id: '')",
+                       f"{path}[7]": "empty frame_dir (the video id: ' \\t')"}  # fmt: skip
+    assert report["skipped_by_reason"] == {"annotation has no 'frame_dir'": 1,
+                                           "empty frame_dir": 2}  # fmt: skip
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert "" not in kf.video_ids and len(kf.video_ids) == 7

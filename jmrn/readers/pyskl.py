@@ -9,7 +9,9 @@ the score as a third coordinate of ``keypoint``; that is accepted. Releases with
 A malformed annotation (not a dict, ``frame_dir`` not a string, ``label`` not an integer,
 ``img_shape`` not two positive integers, ``keypoint``/``keypoint_score`` not numeric arrays of
 the right shapes) is a skip naming the field; its video id is its ``frame_dir`` or, without a
-usable one, ``<file>[i]``. ``index`` only reads what parses (joint counts, integer labels).
+usable one, ``<file>[i]``. An annotation without ``frame_dir``, or with an empty (or blank)
+one, is such a skip: a video without an id belongs to no split. ``index`` only reads what
+parses (joint counts, integer labels).
 
 Options: ``file`` (pickle name inside raw_dir; default: its only ``.pkl``), ``class_names``
 (text file, one class per line, index = line), ``layout`` (``auto`` picks a built-in layout
@@ -134,9 +136,13 @@ def load(entry: dict) -> Video | Skipped:
     if "_annotation" in entry:
         return Skipped(source, source, f"annotation is a {type(entry['_annotation']).__name__}, "
                                        "not a dict")  # fmt: skip
-    frame_dir = entry.get("frame_dir", source)
+    if "frame_dir" not in entry:  # no id: it could be in no split, and made-up ids collide
+        return Skipped(source, source, "annotation has no 'frame_dir' (the video id)")
+    frame_dir = entry["frame_dir"]
     if not isinstance(frame_dir, str):
         return Skipped(source, source, f"frame_dir is not a string: {show(frame_dir)}")
+    if not frame_dir.strip():
+        return Skipped(source, source, f"empty frame_dir (the video id: {show(frame_dir)})")
     video_id = frame_dir
 
     def skip(reason: str) -> Skipped:
