@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -414,3 +415,49 @@ def test_frame_sizes_option_errors(tmp_path: Path):
     (raw / "sizes.csv").write_text(HEADER + "small,240,320\n")
     with pytest.raises(ReadError, match="image_size must be"):  # a bad default still fails
         openpose.index(raw, {"image_size": [240], "frame_sizes": "sizes.csv"})
+
+
+REAL_OPENPOSE = ("formats", "openpose_coco18", "clean_and_jerk")
+
+
+def copy_real_frames(shared_data: Path, video_dir: Path, frames=range(20),
+                     numbers=None) -> list[Path]:  # fmt: skip
+    """Real OpenPose frame files ``frames`` of clean_and_jerk into ``video_dir`` (named with
+    ``numbers`` instead, if given); returns the new paths."""
+    real = shared_data.joinpath(*REAL_OPENPOSE)
+    video_dir.mkdir(parents=True)
+    paths = []
+    for frame, number in zip(frames, numbers or frames, strict=True):
+        text = (real / f"clean_and_jerk_{frame:012d}_keypoints.json").read_text()
+        paths.append(video_dir / f"{video_dir.name}_{number:012d}_keypoints.json")
+        paths[-1].write_text(text)
+    return paths
+
+
+@pytest.mark.parametrize("value", ["true", "false", "null", '"170.691"'])
+def test_real_frames_with_json_non_numbers_are_skipped(shared_data: Path, tmp_path: Path,
+                                                       value: str):  # fmt: skip
+    """true/false were taken as 1.0/0.0 (null as NaN, a quoted number as the number): each is
+    a non-numeric value, skipped with the file and person named."""
+    paths = copy_real_frames(shared_data, tmp_path / "lift" / "bad")
+    copy_real_frames(shared_data, tmp_path / "lift" / "good")
+    text = paths[5].read_text()  # the first x of the person
+    paths[5].write_text(re.sub(r'("pose_keypoints_2d":\[)[-\d.e]+', lambda m: m[1] + value,
+                               text, count=1))  # fmt: skip
+    videos = load_all(openpose.index(tmp_path, SIZE))
+    assert isinstance(videos["good"], Video)
+    assert videos["bad"].reason == (f"non-numeric keypoint values (bad_000000000005_keypoints."
+                                    f"json, person 0: {value} is not a JSON number)")  # fmt: skip
+    assert _reason_kind(videos["bad"].reason) == "non-numeric keypoint values"
+
+
+def test_a_json_boolean_among_the_values_of_a_later_person(shared_data: Path, tmp_path: Path):
+    paths = copy_real_frames(shared_data, tmp_path / "lift" / "bad", frames=range(3))
+    data = json.loads(paths[1].read_text())
+    second = list(data["people"][0]["pose_keypoints_2d"])
+    second[-1] = False  # a confidence, in a second person
+    data["people"].append({"pose_keypoints_2d": second})
+    paths[1].write_text(json.dumps(data))
+    (video,) = load_all(openpose.index(tmp_path, SIZE)).values()
+    assert video.reason == ("non-numeric keypoint values (bad_000000000001_keypoints.json, "
+                            "person 1: false is not a JSON number)")  # fmt: skip

@@ -298,3 +298,23 @@ def test_real_videos_without_an_id_are_counted_skips(real_jhmdb, tmp_path):
                                            "empty frame_dir": 2}  # fmt: skip
     with KeypointsFile(tmp_path / "k.h5") as kf:
         assert "" not in kf.video_ids and len(kf.video_ids) == 7
+
+
+def test_real_videos_with_boolean_or_object_arrays_are_skipped(real_jhmdb, tmp_path):
+    """A bool keypoint_score (or keypoint) was cast to 1.0/0.0; an object array of None to
+    NaN: neither is numeric."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:8]]
+    anns[1]["keypoint_score"] = anns[1]["keypoint_score"] > 0.5
+    anns[2]["keypoint"] = anns[2]["keypoint"] > 100
+    anns[3]["keypoint"] = np.full(anns[3]["keypoint"].shape, None, dtype=object)
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    ids = [a["frame_dir"] for a in anns]
+    assert reasons == {ids[1]: "keypoint_score is not a numeric array (dtype bool)",
+                       ids[2]: "keypoint is not a numeric array (dtype bool)",
+                       ids[3]: "keypoint is not a numeric array (dtype object)"}  # fmt: skip
+    assert report["kept"] == 5
+

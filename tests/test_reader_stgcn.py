@@ -333,3 +333,24 @@ def test_ingest_sets_joints_beyond_the_normalised_frame_missing(tmp_path: Path):
     reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
     assert reasons["wide"] == ("36 of 36 detected joints outside the 340x256 frame (tolerance "
                                "10%): wrong source.image_size?")  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value"), [("pose", "true"), ("pose", "null"),
+                                              ("score", "false"), ("pose", '"0.51"')])
+def test_real_video_with_json_non_numbers_is_skipped(shared_data: Path, tmp_path: Path,
+                                                     field: str, value: str):  # fmt: skip
+    """true/false were taken as 1.0/0.0 coordinates or scores (null as NaN, a quoted number
+    as the number): skipped as non-numeric, naming the frame_index and the field."""
+    data = json.loads((shared_data / "formats" / "stgcn_json" / "clean_and_jerk.json")
+                      .read_text())  # fmt: skip
+    data["data"], data["label"], data["label_index"] = data["data"][:30], "lift", 0
+    data["data"][7]["skeleton"][0][field][3] = json.loads(value)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "bad.json").write_text(json.dumps(data))
+    data["data"][7]["skeleton"][0][field][3] = 0.5
+    (tmp_path / "val" / "good.json").write_text(json.dumps(data))
+    videos = load_all(stgcn.index(tmp_path, {}))
+    assert isinstance(videos["good"], Video)
+    frame = data["data"][7]["frame_index"]
+    assert videos["bad"].reason == (f"non-numeric pose or score values (frame_index {frame}, "
+                                    f"{field}: {value} is not a JSON number)")  # fmt: skip

@@ -224,6 +224,29 @@ def _frame_sizes_json(path: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+def json_numbers(rows: list, text: str,
+                 dtype: type = np.float32) -> np.ndarray | tuple[int | None, str]:  # fmt: skip
+    """``rows`` (lists of values parsed from the JSON ``text``) as a float array, or (the row,
+    what is wrong) where a value is not a JSON number. numpy would silently take
+    ``true``/``false`` as 1/0, ``null`` as NaN and a quoted "12.5" as 12.5: coordinates that
+    were never numbers."""
+    try:
+        array = np.asarray(rows)  # no dtype: text and null show in it, and ragged rows fail
+    except (TypeError, ValueError) as error:
+        return None, f"{type(error).__name__}: {error}"
+    booleans = array.dtype.kind == "b" or (("true" in text or "false" in text) and any(
+        type(v) is bool for row in rows for v in row))  # mixed with numbers: a float array
+    if array.dtype.kind not in "iuf" or booleans:
+        for k, row in enumerate(rows):
+            bad = [v for v in row if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                return k, f"{json.dumps(bad[0])[:40]} is not a JSON number"
+    try:
+        return array.astype(dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
 def pack_persons(frame_of: np.ndarray, persons: np.ndarray, num_frames: int) -> np.ndarray:
     """Scatter persons ``(N, V, 3)`` of frames ``frame_of`` (N,) into ``(T, M, V, 3)``.
 

@@ -48,6 +48,7 @@ from jmrn.readers.common import (
     SPLIT_FILE,
     class_folder_videos,
     frame_sizes_option,
+    json_numbers,
     pack_persons,
     read_test_split_files,
 )
@@ -112,7 +113,8 @@ def read_people(path: Path, entry: dict) -> np.ndarray | str:
     (``entry["values"]`` per person), or why the file cannot be used. Shared by every reader
     of OpenPose output."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text)
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
         return f"cannot parse a frame file ({path.name}: {type(error).__name__}: {error})"
     people = data.get("people") if isinstance(data, dict) else None
@@ -129,10 +131,11 @@ def read_people(path: Path, entry: dict) -> np.ndarray | str:
                     f"has {len(flat)} values = {found}; the dataset's layout "
                     f"{entry['layout']} has {entry['values']})")  # fmt: skip
         values.append(flat)
-    try:
-        poses = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        return f"non-numeric keypoint values ({path.name}: {error})"
+    poses = json_numbers(values, text)
+    if isinstance(poses, tuple):  # text, true/false or null among the numbers
+        k, problem = poses
+        return (f"non-numeric keypoint values ({path.name}"
+                f"{'' if k is None else f', person {k}'}: {problem})")  # fmt: skip
     return poses.reshape(len(values), entry["values"] // 3, 3)
 
 

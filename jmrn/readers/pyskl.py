@@ -114,9 +114,12 @@ def _array(entry: dict, key: str) -> np.ndarray | str:
     if isinstance(value, (str, bytes, dict)) or value is None:
         return f"{key} is a {type(value).__name__}, not a numeric array"
     try:
-        return np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as error:  # ragged nested lists, objects
+        kind = np.asarray(value).dtype.kind  # no dtype: bools, text and objects show in it
+    except (TypeError, ValueError) as error:  # ragged nested lists
         return f"{key} is not a numeric array ({type(error).__name__}: {error})"
+    if kind not in "iuf":  # a cast would make True 1.0, None NaN and "12.5" 12.5
+        return f"{key} is not a numeric array (dtype {np.asarray(value).dtype})"
+    return np.asarray(value, dtype=np.float32)
 
 
 def _labels(entry: dict) -> tuple[int, ...] | str:

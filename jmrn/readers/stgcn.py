@@ -45,6 +45,7 @@ from jmrn.readers.common import (
     MAX_FRAME_SPAN,
     class_names_from_file,
     image_size_option,
+    json_numbers,
     pack_persons,
 )
 from jmrn.readers.openpose import layout_option
@@ -261,7 +262,8 @@ def load(entry: dict) -> Video | Skipped:
     if not entry.get("has_skeleton", True):
         return skip("has_skeleton is false in its label file")
     try:
-        data = json.loads(Path(source).read_text())
+        text = Path(source).read_text()
+        data = json.loads(text)
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
         return skip(f"cannot parse the JSON file ({type(error).__name__}: {error})")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -302,11 +304,14 @@ def load(entry: dict) -> Video | Skipped:
             frame_of.append(frame["frame_index"])
     if len(set(frame_numbers)) != len(frame_numbers):
         return skip("a frame_index appears twice")
-    try:
-        pose_array = np.asarray(poses, dtype=np.float64).reshape(len(poses), num_joints, 2)
-        score_array = np.asarray(scores, dtype=np.float32).reshape(len(scores), num_joints, 1)
-    except (TypeError, ValueError) as error:
-        return skip(f"non-numeric pose or score values ({error})")
+    pose_array, score_array = json_numbers(poses, text, np.float64), json_numbers(scores, text)
+    for name, array in (("pose", pose_array), ("score", score_array)):
+        if isinstance(array, tuple):  # text, true/false or null among the numbers
+            k, problem = array
+            where = "" if k is None else f"frame_index {frame_of[k]}, "
+            return skip(f"non-numeric pose or score values ({where}{name}: {problem})")
+    pose_array = pose_array.reshape(len(poses), num_joints, 2)
+    score_array = score_array.reshape(len(scores), num_joints, 1)
     height, width = entry["image_size"]
     xy = (pose_array * (width, height)).astype(np.float32)  # normalised -> source pixels
     persons = np.concatenate([xy, score_array], axis=-1)
