@@ -368,6 +368,23 @@ class _Tally:
         return {"person_frames": person_frames, "per_joint": joints}
 
 
+def _duplicate(video: Video, first_labels: tuple[int, ...], first_source: str,
+               class_names: list[str]) -> Skipped:  # fmt: skip
+    """A second copy of a kept video id: a counted skip when its labels agree with the kept
+    copy's, an error naming the video and both labels when they do not (keeping the first
+    would silently pick one of two labels)."""
+    if tuple(video.labels) == tuple(first_labels):
+        return Skipped(video.video_id, video.source, f"duplicate video id (first read from "
+                                                     f"{first_source})")  # fmt: skip
+
+    def named(labels: tuple[int, ...]) -> str:
+        return "[" + ", ".join(repr(class_names[k]) for k in labels) + "]"
+
+    raise ReadError(f"video {video.video_id!r} appears twice with different labels: "
+                    f"{named(first_labels)} in {first_source} and {named(video.labels)} in "
+                    f"{video.source}; keep one copy (or give them different ids)")
+
+
 def _empty_classes(
     class_names: list[str], labels: list[tuple[int, ...]], splits: dict[str, list[int]]
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -456,6 +473,7 @@ def ingest(
 
     kept_ids: dict[str, int] = {}
     kept_labels: list[tuple[int, ...]] = []
+    first_source: dict[str, str] = {}
     skipped: list[Skipped] = []
     tally = _Tally(target.num_joints)
     with atomic_path(out_path) as tmp:
@@ -467,12 +485,14 @@ def ingest(
                 if progress is not None:
                     progress(1)
                 if isinstance(item, Video) and item.video_id in kept_ids:
-                    item = Skipped(item.video_id, item.source, "duplicate video id")
+                    item = _duplicate(item, kept_labels[kept_ids[item.video_id]],
+                                      first_source[item.video_id], index.class_names)
                 if isinstance(item, Skipped):
                     skipped.append(item)
                     continue
                 kept_ids[item.video_id] = len(kept_ids)
                 kept_labels.append(item.labels)
+                first_source[item.video_id] = item.source
                 tally.add(item)
                 writer.add(item)
             total = len(kept_ids) + len(skipped)

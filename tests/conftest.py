@@ -38,7 +38,8 @@ def write_real_subset(real: dict, raw: Path, videos: int = 6,
     anns = annotations if annotations is not None else \
         [dict(a) for a in real["annotations"][:videos]]  # fmt: skip
     raw.mkdir(parents=True, exist_ok=True)
-    ids = [a["frame_dir"] for a in anns if isinstance(a, dict) and "frame_dir" in a]
+    ids = list(dict.fromkeys(a["frame_dir"] for a in anns
+                             if isinstance(a, dict) and "frame_dir" in a))  # fmt: skip
     (raw / "jhmdb.pkl").write_bytes(pickle.dumps({"split": {"train": ids},
                                                   "annotations": anns}))  # fmt: skip
     classes = SHARED_DATA / "jhmdb14_gt" / "jhmdb14_gt_split1_classes.txt"

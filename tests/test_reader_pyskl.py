@@ -318,3 +318,29 @@ def test_real_videos_with_boolean_or_object_arrays_are_skipped(real_jhmdb, tmp_p
                        ids[3]: "keypoint is not a numeric array (dtype object)"}  # fmt: skip
     assert report["kept"] == 5
 
+
+
+def test_real_video_twice_with_different_labels_is_an_error_naming_both(real_jhmdb, tmp_path):
+    """The first copy was kept and the conflict never mentioned; now it is named."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:6]]
+    video = anns[2]["frame_dir"]
+    anns.append({**anns[2], "label": 2})  # the same clap video, labelled golf
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    run = {"dataset": "t", "n_jobs": 1, "options": {"class_names": raw / "classes.txt"}}
+    message = (f"{raw / 'jhmdb.pkl'}: video {video!r} appears twice with different labels: "
+               "1 ('clap') in annotation 2 and 2 ('golf') in annotation 6")
+    with pytest.raises(ReadError, match=re.escape(message)):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    # variant: the first copy is damaged (it would be skipped and the second kept silently)
+    anns[2] = {**anns[2], "keypoint": np.full_like(anns[2]["keypoint"], np.nan)}
+    write_real_subset(real_jhmdb, raw, annotations=anns)
+    with pytest.raises(ReadError, match=re.escape(message)):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    # an exact copy (same id, label and data) stays a counted duplicate
+    anns[2] = dict(real_jhmdb["annotations"][2])
+    anns[6] = dict(real_jhmdb["annotations"][2])
+    write_real_subset(real_jhmdb, raw, annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    assert report["kept"] == 6 and report["skipped_by_reason"] == {"duplicate video id": 1}
+    assert report["skipped_videos"][0]["reason"] == (f"duplicate video id (first read from "
+                                                     f"{raw / 'jhmdb.pkl'}[2])")  # fmt: skip

@@ -102,10 +102,36 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     else:  # non-integer labels are skipped by load(), so they do not count here
         labels = [a["label"] for a in dicts if is_integer(a.get("label")) and a["label"] >= 0]
         class_names = [f"class_{k}" for k in range(int(max(labels, default=-1)) + 1)]
+    _check_label_conflicts(annotations, path, class_names)
     entries = [{"_annotation": a, "_source": f"{path}[{i}]"} if not isinstance(a, dict)
                else dict(a, _source=f"{path}[{i}]") for i, a in enumerate(annotations)]
     splits = {str(k): [str(v) for v in vids] for k, vids in splits.items()}
     return SourceIndex(layout, class_names, False, splits, entries, parallel=False)
+
+
+def _check_label_conflicts(annotations: list, path: Path, class_names: list[str]) -> None:
+    """The same frame_dir twice with different labels: which one is right cannot be known,
+    and keeping the first (as a duplicate id would be) silently picks one. An error naming
+    the video and both labels, as the other readers' "appears twice" errors."""
+    first: dict[str, tuple[tuple[int, ...], int]] = {}
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or not isinstance(ann.get("frame_dir"), str):
+            continue
+        if "label" not in ann and "labels" not in ann:
+            continue
+        labels = _labels(ann)
+        if isinstance(labels, str):  # load() skips it with the reason
+            continue
+        labels = tuple(int(k) for k in labels)
+        seen = first.setdefault(ann["frame_dir"], (labels, i))
+        if seen[0] != labels:
+            def named(ks: tuple[int, ...]) -> str:
+                return ", ".join(f"{k} ({class_names[k]!r})" if 0 <= k < len(class_names)
+                                 else str(k) for k in ks) or "none"  # fmt: skip
+            raise ReadError(f"{path}: video {ann['frame_dir']!r} appears twice with different "
+                            f"labels: {named(seen[0])} in annotation {seen[1]} and "
+                            f"{named(labels)} in annotation {i}; keep one copy (or give them "
+                            "different frame_dir)")  # fmt: skip
 
 
 def _array(entry: dict, key: str) -> np.ndarray | str:
