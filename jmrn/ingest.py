@@ -368,6 +368,40 @@ class _Tally:
         return {"person_frames": person_frames, "per_joint": joints}
 
 
+def _not_in_data(splits: dict[str, list[str]], kept_ids: dict[str, int],
+                 skipped: list[Skipped]) -> dict[str, dict]:  # fmt: skip
+    """Per split with any: how many of its entries name a video that was neither kept nor
+    skipped (absent from the data: a typo, another release's list), and the first of them."""
+    read = kept_ids.keys() | {s.video_id for s in skipped}
+    out = {}
+    for name, ids in splits.items():
+        absent = [v for v in ids if v not in read]
+        if absent:
+            out[name] = {"count": len(absent), "example": absent[0]}
+    return out
+
+
+def _check_required_splits(splits: dict[str, list[int]], required: tuple[str, ...],
+                           listed: dict[str, list[str]], skipped: list[Skipped],
+                           raw_dir: Path) -> None:  # fmt: skip
+    """A split that params.yaml trains or tests on must keep a video: an empty test split
+    otherwise passed ingest and failed training after its first epoch."""
+    for name in required:
+        if name not in splits or splits[name]:
+            continue
+        if not listed[name]:
+            raise ReadError(f"{raw_dir}: split {name!r}, which params.yaml uses, lists no video")
+        ids = set(listed[name])
+        own = [s for s in skipped if s.video_id in ids]
+        own_ids = {s.video_id for s in own}
+        absent = [v for v in listed[name] if v not in own_ids]
+        raise ReadError(f"{raw_dir}: split {name!r}, which params.yaml uses, has no kept video: "
+                        f"of its {len(listed[name])} entries, {len(own_ids)} were skipped and "
+                        f"{len(absent)} name no video of the data"
+                        + (f" (e.g. {absent[0]!r})" if absent else "")
+                        + (f". {_summary(own)}" if own else ""))  # fmt: skip
+
+
 def _duplicate(video: Video, first_labels: tuple[int, ...], first_source: str,
                class_names: list[str]) -> Skipped:  # fmt: skip
     """A second copy of a kept video id: a counted skip when its labels agree with the kept
@@ -509,6 +543,8 @@ def ingest(
             for name, ids in index.splits.items():
                 splits[name] = [kept_ids[v] for v in ids if v in kept_ids]
                 missing[name] = len(ids) - len(splits[name])
+            not_in_data = _not_in_data(index.splits, kept_ids, skipped)
+            _check_required_splits(splits, required_splits, index.splits, skipped, raw_dir)
             writer.close(splits)
         except BaseException:
             writer.file.close()
@@ -533,6 +569,7 @@ def ingest(
         "empty_classes_per_split": empty_per_split,
         "splits": {name: len(v) for name, v in splits.items()},
         "split_entries_not_kept": missing,
+        "split_entries_not_in_data": not_in_data,
         **tally.report(target.joints, float(frame_tolerance)),
         "skipped_videos": [vars(s) for s in skipped],
     }
@@ -548,6 +585,8 @@ def ingest_metrics(report: dict) -> dict:
     metrics["empty_classes"] = len(report["empty_classes"])
     metrics["empty_classes_per_split"] = {name: len(v) for name, v in
                                           report["empty_classes_per_split"].items()}  # fmt: skip
+    metrics["split_entries_not_in_data"] = {name: v["count"] for name, v in
+                                            report["split_entries_not_in_data"].items()}
     return metrics
 
 
@@ -561,6 +600,19 @@ def empty_classes_warning(report: dict) -> str | None:
     if not parts:
         return None
     return f"warning: ingest {report['dataset']}: " + "; ".join(parts)
+
+
+def missing_videos_warning(report: dict) -> str | None:
+    """One line counting the split entries that name no video of the data, with an example
+    per split, or None."""
+    absent = report.get("split_entries_not_in_data") or {}
+    if not absent:
+        return None
+    total = sum(v["count"] for v in absent.values())
+    parts = [f"{v['count']} in split {name!r} (e.g. {v['example']!r})"
+             for name, v in absent.items()]  # fmt: skip
+    return (f"warning: ingest {report['dataset']}: {total} split entries name videos that are "
+            f"not in the data: " + ", ".join(parts))
 
 
 def _summary(skipped: list[Skipped]) -> str:

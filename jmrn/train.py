@@ -284,6 +284,11 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                              f"for; the data has {sorted(hf.splits)}: pick one it has with the "
                              "top-level split (-S split=N), or set the dataset's splits.train "
                              "/ .test / .also_test")  # fmt: skip
+        empty = [s for s in dict.fromkeys(wanted) if len(hf.splits[s]) == 0]
+        if empty:  # found now, not by a failed evaluation after the first epoch
+            raise ValueError(f"{heatmaps_path}: split {empty[0]!r}, which params.yaml asks for, "
+                             "has no video (the ingest report's split_entries_not_kept says "
+                             "why); pick another split or fix the data")  # fmt: skip
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
         extra_idx = {name: hf.splits[name] for name in also_test}

@@ -461,3 +461,17 @@ def test_a_json_boolean_among_the_values_of_a_later_person(shared_data: Path, tm
     (video,) = load_all(openpose.index(tmp_path, SIZE)).values()
     assert video.reason == ("non-numeric keypoint values (bad_000000000001_keypoints.json, "
                             "person 1: false is not a JSON number)")  # fmt: skip
+
+
+def test_a_split_file_naming_a_video_not_on_disk_is_a_warning(tmp_path: Path):
+    from jmrn.ingest import missing_videos_warning
+
+    raw = make_dataset(tmp_path / "raw")
+    report = ingest("openpose_json", raw, tmp_path / "k.h5", dataset="op", options=SIZE,
+                    n_jobs=1, min_frames=1, max_skipped_fraction=1.0)  # fmt: skip
+    # nofiles, mixed, body25 and truncated are on disk (skipped); not_on_disk is not
+    assert report["split_entries_not_in_data"] == {"test": {"count": 1,
+                                                            "example": "not_on_disk"}}
+    assert missing_videos_warning(report) == ("warning: ingest op: 1 split entries name "
+                                              "videos that are not in the data: 1 in split "
+                                              "'test' (e.g. 'not_on_disk')")  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import write_real_subset
 
-from jmrn.ingest import ingest
+from jmrn.ingest import ingest, ingest_metrics, missing_videos_warning
 from jmrn.keypoints_file import KeypointsFile
 from jmrn.layouts import get_layout
 from jmrn.readers import pyskl
@@ -344,3 +344,70 @@ def test_real_video_twice_with_different_labels_is_an_error_naming_both(real_jhm
     assert report["kept"] == 6 and report["skipped_by_reason"] == {"duplicate video id": 1}
     assert report["skipped_videos"][0]["reason"] == (f"duplicate video id (first read from "
                                                      f"{raw / 'jhmdb.pkl'}[2])")  # fmt: skip
+
+
+def write_real_splits(real_jhmdb, raw, anns, split) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "jhmdb.pkl").write_bytes(pickle.dumps({"split": split, "annotations": anns}))
+    write_real_subset(real_jhmdb, raw / "unused")  # just for its classes.txt
+    (raw / "classes.txt").write_text((raw / "unused" / "classes.txt").read_text())
+
+
+def test_real_split_entries_naming_absent_videos_are_a_warning(real_jhmdb, tmp_path):
+    """They were only a number deep in the report; now a warning line with the count and an
+    example, as for empty classes, and the report keeps both."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:6]]
+    ids = [a["frame_dir"] for a in anns]
+    anns[5]["keypoint"] = np.full_like(anns[5]["keypoint"], np.nan)  # skipped: not "absent"
+    split = {"train": ids[:4] + ["jhmdb14_s1_train_9999_clap", "typo"],
+             "test": [ids[4], ids[5], ids[4].upper()]}  # fmt: skip
+    raw = tmp_path / "raw"
+    write_real_splits(real_jhmdb, raw, anns, split)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["split_entries_not_kept"] == {"train": 2, "test": 2}
+    assert report["split_entries_not_in_data"] == {
+        "train": {"count": 2, "example": "jhmdb14_s1_train_9999_clap"},
+        "test": {"count": 1, "example": ids[4].upper()}}  # fmt: skip
+    assert missing_videos_warning(report) == (
+        "warning: ingest t: 3 split entries name videos that are not in the data: 2 in split "
+        f"'train' (e.g. 'jhmdb14_s1_train_9999_clap'), 1 in split 'test' (e.g. "
+        f"{ids[4].upper()!r})")  # fmt: skip
+    assert ingest_metrics(report)["split_entries_not_in_data"] == {"train": 2, "test": 1}
+    write_real_splits(real_jhmdb, raw, anns, {"train": ids[:5], "test": ids[5:]})
+    clean = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                   max_skipped_fraction=0.5,
+                   options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert clean["split_entries_not_in_data"] == {} and missing_videos_warning(clean) is None
+
+
+@pytest.mark.parametrize("case", ["all_skipped", "all_absent", "listed_empty"])
+def test_real_empty_test_split_fails_ingest_naming_it(real_jhmdb, tmp_path, case):
+    """An empty test split passed ingest silently and failed training after its first epoch
+    ("need at least one array to concatenate")."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:8]]
+    ids = [a["frame_dir"] for a in anns]
+    test = {"all_skipped": ids[6:], "all_absent": ["nope_1", "nope_2"], "listed_empty": []}
+    if case == "all_skipped":
+        for a in anns[6:]:
+            a["keypoint"] = np.full_like(a["keypoint"], np.nan)
+    raw = tmp_path / "raw"
+    write_real_splits(real_jhmdb, raw, anns, {"train1": ids[:6], "test1": test[case]})
+    message = {"all_skipped": "has no kept video: of its 2 entries, 2 were skipped and 0 name "
+                              "no video of the data. Skip reasons:\n  2x 'non-finite "
+                              "coordinates'",
+               "all_absent": "has no kept video: of its 2 entries, 0 were skipped and 2 name no "
+                             "video of the data (e.g. 'nope_1')",
+               "listed_empty": "lists no video"}[case]  # fmt: skip
+    with pytest.raises(ReadError, match=re.escape(f"{raw}: split 'test1', which params.yaml "
+                                                  f"uses, {message}")):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+               max_skipped_fraction=0.5, required_splits=("train1", "test1"),
+               options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert not (tmp_path / "k.h5").exists()
+    # a split params.yaml does not use may be empty
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5, required_splits=("train1",),
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["splits"] == {"train1": 6, "test1": 0}

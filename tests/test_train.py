@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PROJECT_ROOT, TINY_SETTINGS
@@ -314,3 +315,25 @@ def test_input_pipeline_of_issue_14_gives_the_metrics_of_the_old_one(tiny_heatma
     before = run(tiny_heatmaps, tmp_path / "before", settings)
     assert now == before
     assert (tmp_path / "now/model.pt").read_bytes() == (tmp_path / "before/model.pt").read_bytes()
+
+
+@pytest.mark.parametrize("role", ["test", "train", "also_test"])
+def test_an_empty_split_stops_training_before_the_first_epoch(tiny_heatmaps, tmp_path, role):
+    """An empty test split used to pass until the first evaluation ("need at least one array
+    to concatenate"); now the split is named before anything is trained."""
+    import shutil
+
+    import h5py
+
+    heatmaps = tmp_path / "heatmaps.h5"
+    shutil.copy(tiny_heatmaps, heatmaps)
+    with h5py.File(heatmaps, "a") as f:
+        f.create_dataset("splits/empty", data=np.zeros(0, np.int64))
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["splits"] = {**settings["splits"],
+                          **({"also_test": ["empty"]} if role == "also_test"
+                             else {role: "empty"})}  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(f"{heatmaps}: split 'empty', which "
+                                                   "params.yaml asks for, has no video")):
+        run(heatmaps, tmp_path, settings)
+    assert not (tmp_path / "train.json").exists()
