@@ -287,7 +287,7 @@ class _Tally:
         stats = video.stats
         self.counts.update({k: stats.get(k, 0) for k in
                             ("detected", "outside", "clipped", "placeholders",
-                             "person_frames")})  # fmt: skip
+                             "person_frames", "frames", "empty_frames")})  # fmt: skip
         for key, total in self.joint.items():
             total += stats[key]
         np.minimum(self.confidence_min, stats["confidence_min"], out=self.confidence_min)
@@ -339,6 +339,10 @@ class _Tally:
                 "listed": [{"video_id": v, "outside": o, "detected": d}
                            for _, v, o, d in listed],
             },  # fmt: skip
+            "frames": self.counts["frames"],
+            "empty_frames": self.counts["empty_frames"],
+            "empty_frame_fraction": self.counts["empty_frames"] / self.counts["frames"]
+            if self.counts["frames"] else 0.0,
             "confidences_clipped": self.counts["clipped"],
             "placeholders_removed": self.counts["placeholders"],
             "joint_positions": joints,
@@ -348,8 +352,11 @@ class _Tally:
     def per_joint(self, joint_names: tuple[str, ...]) -> dict:
         """What plots/<dataset>/ingest.png draws, per joint: kept detections, the fraction
         of person-frames without it, confidence quantiles where detected (None if never),
-        and the detections removed as outside the frame (of kept + removed)."""
+        and the detections removed as outside the frame (of kept + removed). A frame with
+        nobody in it counts as one person-frame without any joint: empty frames are missing
+        data too."""
         person_frames = int(self.counts["person_frames"])
+        empty = int(self.counts["empty_frames"])
         quantiles = histogram_quantiles(self.joint["confidence_hist"], CONFIDENCE_QUANTILES,
                                         self.confidence_min, self.confidence_max)  # fmt: skip
         joints = {}
@@ -358,7 +365,8 @@ class _Tally:
             missing, out = int(self.joint["joint_missing"][j]), int(self.joint["joint_outside"][j])
             joints[name] = {
                 "detected": n,
-                "missing_fraction": missing / person_frames if person_frames else 0.0,
+                "missing_fraction": (missing + empty) / (person_frames + empty)
+                if person_frames + empty else 0.0,
                 "confidence_quantiles": None if n == 0 else {
                     f"p{round(q * 100):02d}": round(float(v), 4)
                     for q, v in zip(CONFIDENCE_QUANTILES, quantiles[j], strict=True)},
@@ -576,7 +584,8 @@ def ingest(
 
 
 METRIC_KEYS = ("videos_read", "kept", "skipped", "skipped_by_reason", "left_out", "classes",
-               "splits", "joints_outside_frame", "confidences_clipped", "placeholders_removed")
+               "splits", "joints_outside_frame", "confidences_clipped", "placeholders_removed",
+               "empty_frames")
 
 
 def ingest_metrics(report: dict) -> dict:

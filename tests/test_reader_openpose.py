@@ -475,3 +475,42 @@ def test_a_split_file_naming_a_video_not_on_disk_is_a_warning(tmp_path: Path):
     assert missing_videos_warning(report) == ("warning: ingest op: 1 split entries name "
                                               "videos that are not in the data: 1 in split "
                                               "'test' (e.g. 'not_on_disk')")  # fmt: skip
+
+
+def ingest_folders(raw: Path, out: Path, **kw) -> dict:
+    return ingest("openpose_json", raw, out, dataset="op", options=SIZE, n_jobs=1,
+                  max_skipped_fraction=1.0, **kw)  # fmt: skip
+
+
+def test_one_stray_frame_number_is_a_counted_skip_not_a_stretched_video(shared_data: Path,
+                                                                         tmp_path: Path):
+    """Real frames 0-19 and one more file numbered 100000 gave T = 100,001 of which 21 had a
+    pose; now a counted skip naming the gap. Variants: a stray number closer by (50), a
+    video mostly of empty frames, and a short gap that is kept and counted."""
+    raw = tmp_path / "raw"
+    copy_real_frames(shared_data, raw / "lift" / "stray", range(21), [*range(20), 100000])
+    copy_real_frames(shared_data, raw / "lift" / "near", range(21), [*range(20), 50])
+    empty = copy_real_frames(shared_data, raw / "lift" / "empty", range(20))
+    for path in empty[::2] + [empty[1]]:  # 11 of 20 frames without people, no long run
+        path.write_text('{"version":1.3,"people":[]}')
+    copy_real_frames(shared_data, raw / "lift" / "gap", range(20), [*range(15), *range(20, 25)])
+    report = ingest_folders(raw, tmp_path / "k.h5")
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {
+        "stray": "a gap of 99980 empty frames longer than its 21 frames with a pose (frames "
+                 "20..99999 of 100001: a stray frame number?)",
+        "near": "a gap of 30 empty frames longer than its 21 frames with a pose (frames 20..49 "
+                "of 51: a stray frame number?)",
+        "empty": "mostly empty frames (11 of 20 frames have no detected joint; more than 0.5 "
+                 "of them)"}  # fmt: skip
+    assert report["skipped_by_reason"] == {
+        "a gap of N empty frames longer than its N frames with a pose": 2,
+        "mostly empty frames": 1}  # fmt: skip
+    # the kept video's 5 missing frames are counted, and in every joint's missing fraction
+    assert report["kept"] == 1 and report["frames"] == 25 and report["empty_frames"] == 5
+    assert report["empty_frame_fraction"] == 5 / 25
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert kf.keypoints(0).shape[0] == 25 and (kf.keypoints(0)[15:20] == 0).all()
+    nose = report["per_joint"]["nose"]
+    assert report["person_frames"] == 20
+    assert nose["missing_fraction"] == pytest.approx((20 - nose["detected"] + 5) / 25)

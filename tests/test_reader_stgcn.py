@@ -354,3 +354,33 @@ def test_real_video_with_json_non_numbers_is_skipped(shared_data: Path, tmp_path
     frame = data["data"][7]["frame_index"]
     assert videos["bad"].reason == (f"non-numeric pose or score values (frame_index {frame}, "
                                     f"{field}: {value} is not a JSON number)")  # fmt: skip
+
+
+def test_real_video_with_stray_or_negative_frame_index(shared_data: Path, tmp_path: Path):
+    """A frame_index of 50000 in a real 30-frame video stretched it to T = 50,000; a negative
+    one inserted empty frames before it. Now: a counted skip naming the gap, and a counted
+    skip for the negative index; a short gap is kept with its empty frames counted."""
+    data = json.loads((shared_data / "formats" / "stgcn_json" / "clean_and_jerk.json")
+                      .read_text())  # fmt: skip
+    data["label"], data["label_index"] = "lift", 0
+    frames = data["data"][:30]
+    assert [f["frame_index"] for f in frames] == list(range(30))
+    (tmp_path / "val").mkdir()
+
+    def write(name, indices):
+        changed = [{**f, "frame_index": i} for f, i in zip(frames, indices, strict=True)]
+        (tmp_path / "val" / f"{name}.json").write_text(json.dumps({**data, "data": changed}))
+
+    write("stray", [*range(29), 50000])
+    write("negative", [-5, *range(1, 30)])
+    write("sparse", [*range(0, 60, 2)])  # every other frame: half empty, kept
+    write("gap", [*range(25), *range(30, 35)])  # 5 empty frames, kept
+    report = ingest("stgcn_json", tmp_path, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=1.0)  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {
+        "stray": "a gap of 49971 empty frames longer than its 30 frames with a pose (frames "
+                 "29..49999 of 50001: a stray frame number?)",
+        "negative": "negative frame_index (-5)"}  # fmt: skip
+    assert report["kept"] == 2 and report["empty_frames"] == 29 + 5
+    assert report["frames"] == 59 + 35

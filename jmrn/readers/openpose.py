@@ -14,9 +14,12 @@ Each frame file is ``{"version": ..., "people": [{"pose_keypoints_2d": [x0, y0, 
 key is accepted too). A missing joint is ``0, 0, 0``. 54 numbers per person is the COCO-18
 model (layout ``openpose18``), 75 is BODY_25 (``openpose_body25``). The frame number is the
 last run of digits before ``_keypoints.json``; T spans the first to the last frame number, and
-frames without a file get zero confidence. Persons are not tracked by OpenPose, so within each
-frame they are ordered by mean confidence, descending (ST-GCN's rule); M is the most persons
-in any frame. Confidences slightly above 1 (real output) are left for ``check_video`` to clip.
+frames without a file get zero confidence (empty frames: ingest counts them, and skips a
+video mostly empty or with one run of them longer than its frames with a pose, the sign of a
+stray frame number; ``jmrn.records.MAX_EMPTY_FRACTION``). Persons are not tracked by
+OpenPose, so within each frame they are ordered by mean confidence, descending (ST-GCN's
+rule); M is the most persons in any frame. Confidences slightly above 1 (real output) are
+left for ``check_video`` to clip.
 
 The video id is the video folder name (it must be unique across classes), the label the index
 of its class folder. Without a ``splits`` folder every video is in one split, ``all`` (a class

@@ -11,7 +11,9 @@ A video file is ``{"data": [{"frame_index": i, "skeleton": [{"pose": [x0, y0, ..
 the frame width and height. A pose of 36 numbers is OpenPose COCO-18 (layout ``openpose18``),
 50 is BODY_25 (``openpose_body25``); a video with another length, or with another layout than
 the dataset's, is skipped. Frame indices may start at 0 or 1 and have gaps: T spans the first
-to the last index and missing frames get zero confidence. A joint with score 0 is missing.
+to the last index and missing frames get zero confidence. A negative frame_index is skipped
+(no frame has one); a stray large one leaves a long run of empty frames, which ingest skips
+(``jmrn.records.MAX_EMPTY_FRACTION``). A joint with score 0 is missing.
 Persons are untracked, so within each frame they are ordered by confidence, descending (the
 rule of ST-GCN's feeder); M is the most persons in any frame. ``data: []`` is skipped as an
 empty sequence, ``label_index`` -1 (or absent) as an unknown label.
@@ -304,6 +306,8 @@ def load(entry: dict) -> Video | Skipped:
             frame_of.append(frame["frame_index"])
     if len(set(frame_numbers)) != len(frame_numbers):
         return skip("a frame_index appears twice")
+    if min(frame_numbers) < 0:  # not a frame of the video: it would insert empty frames
+        return skip(f"negative frame_index ({min(frame_numbers)})")
     pose_array, score_array = json_numbers(poses, text, np.float64), json_numbers(scores, text)
     for name, array in (("pose", pose_array), ("score", score_array)):
         if isinstance(array, tuple):  # text, true/false or null among the numbers
