@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.io import atomic_path
 from jmrn.layouts import Layout, convert, get_layout
 from jmrn.readers import detect_format, get_reader
@@ -80,10 +81,11 @@ def check_settings(*, min_frames: object, max_skipped_fraction: object,
     def fraction(key: str, value: object) -> None:
         if (not isinstance(value, (int, float)) or isinstance(value, bool)
                 or not math.isfinite(value) or not 0 <= value <= 1):  # fmt: skip
-            raise ValueError(f"ingest.{key} must be a number in [0, 1], got {value!r}")
+            raise ValueError(f"ingest.{key} must be a number in [0, 1], got {show_value(value)}")
 
     if not isinstance(min_frames, int) or isinstance(min_frames, bool) or min_frames < 1:
-        raise ValueError(f"ingest.min_frames must be an integer >= 1, got {min_frames!r}")
+        raise ValueError(f"ingest.min_frames must be an integer >= 1, got "
+                         f"{show_value(min_frames)}")
     fraction("max_skipped_fraction", max_skipped_fraction)
     fraction("frame_tolerance", frame_tolerance)
     fraction("max_outside_fraction", max_outside_fraction)
@@ -233,7 +235,7 @@ def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], sourc
     if isinstance(item, Video) and not (isinstance(item.video_id, str) and item.video_id.strip()):
         # whatever the reader: a video without an id belongs to no split
         return Skipped(str(item.source), str(item.source),
-                       f"empty video id (the video id: {item.video_id!r})")  # fmt: skip
+                       f"empty video id (the video id: {show_value(item.video_id)})")  # fmt: skip
     if isinstance(item, Video):
         item = check_video(item, source.num_joints, num_classes, multi_label,
                            frame_tolerance=frame_tolerance,

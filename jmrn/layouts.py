@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from jmrn.cli import show_value
+
 GROUPS = ("head", "left_arm", "right_arm", "left_lower_leg", "right_lower_leg")
 SKELETONS = Path(__file__).parent / "skeletons"
 
@@ -161,8 +163,8 @@ def get_layout(name: str) -> Layout:
                              f"{_difference(layout, LAYOUTS[layout.name])}; give the file a "
                              "name of its own (its 'name' key, else the file name)")  # fmt: skip
         return layout
-    raise ValueError(f"unknown skeleton layout {name!r}; built in: {sorted(LAYOUTS)}, or the "
-                     "path of a layout .yaml file")  # fmt: skip
+    raise ValueError(f"unknown skeleton layout {show_value(name)}; built in: "
+                     f"{sorted(LAYOUTS)}, or the path of a layout .yaml file")  # fmt: skip
 
 
 def _difference(a: Layout, b: Layout) -> str:

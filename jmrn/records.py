@@ -13,6 +13,8 @@ from numbers import Real
 
 import numpy as np
 
+from jmrn.cli import show_value
+
 # Confidences above 1 are tolerated up to this value and clipped to 1. OpenPose's score is a
 # heatmap peak value, not a normalised probability, and can overshoot 1 by a few percent;
 # 1.2 leaves room for that, while anything clearly larger (a percentage, a count, a
@@ -122,7 +124,8 @@ def check_placeholder_xy(value: object, key: str = "ingest.placeholder_xy") -> t
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
                        for v in value)):  # fmt: skip
-        raise ValueError(f"{key} must be null or [x, y] (two finite numbers), got {value!r}")
+        raise ValueError(f"{key} must be null or [x, y] (two finite numbers), got "
+                         f"{show_value(value)}")
     return float(value[0]), float(value[1])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.records import ReadError
 
 # More frames than any video has (an hour at 30 fps): a larger span is a bad frame number, and
@@ -66,9 +67,11 @@ def image_size_option(options: dict, default: tuple[int, int] | None) -> tuple[i
     try:
         height, width = (int(s) for s in value)
     except (TypeError, ValueError):
-        raise ReadError(f"image_size must be [height, width], got {value!r}") from None
+        raise ReadError(f"image_size must be [height, width], got "
+                        f"{show_value(value)}") from None  # fmt: skip
     if height <= 0 or width <= 0:
-        raise ReadError(f"image_size must be positive [height, width], got {value!r}")
+        raise ReadError(f"image_size must be positive [height, width], got "
+                        f"{show_value(value)}")  # fmt: skip
     return height, width
 
 
@@ -120,7 +123,7 @@ def frame_sizes_option(raw_dir: Path, options: dict) -> FrameSizes:
         return FrameSizes({}, image_size_option(options, None), None)
     if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
         raise ReadError(f"source.frame_sizes must be the name of a file inside raw_dir "
-                        f"{raw_dir}, got {name!r}")  # fmt: skip
+                        f"{raw_dir}, got {show_value(name)}")  # fmt: skip
     path = Path(raw_dir) / name
     if not path.is_file():
         raise ReadError(f"source.frame_sizes: {path} does not exist")
@@ -156,7 +159,8 @@ def _frame_size(path: Path, where: str, height: object, width: object) -> tuple[
         if isinstance(value, str) and POSITIVE_INT.match(value.strip()):
             value = int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ReadError(f"{path}, {where}: {key} must be a positive integer, got {value!r}")
+            raise ReadError(f"{path}, {where}: {key} must be a positive integer, got "
+                            f"{show_value(value)}")  # fmt: skip
         size.append(value)
     return size[0], size[1]
 
@@ -216,10 +220,11 @@ def _frame_sizes_json(path: Path) -> dict[str, tuple[int, int]]:
             height, width = value["height"], value["width"]
         else:
             raise ReadError(f"{path}, video {video!r}: expected [height, width] or "
-                            f"{{\"height\": h, \"width\": w}}, got {value!r}")  # fmt: skip
+                            f"{{\"height\": h, \"width\": w}}, got "
+                            f"{show_value(value)}")  # fmt: skip
         if isinstance(height, str) or isinstance(width, str):  # "480": a quoted number
             raise ReadError(f"{path}, video {video!r}: height and width must be JSON integers, "
-                            f"got {value!r}")  # fmt: skip
+                            f"got {show_value(value)}")  # fmt: skip
         sizes[video] = _frame_size(path, f"video {video!r}", height, width)
     return sizes
 
