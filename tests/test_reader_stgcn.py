@@ -384,3 +384,12 @@ def test_real_video_with_stray_or_negative_frame_index(shared_data: Path, tmp_pa
         "negative": "negative frame_index (-5)"}  # fmt: skip
     assert report["kept"] == 2 and report["empty_frames"] == 29 + 5
     assert report["frames"] == 59 + 35
+
+
+def test_a_video_in_two_label_files_with_different_labels_is_an_error(tmp_path: Path):
+    raw = make_dataset(tmp_path)
+    write_labels(raw / "val_label.json", {"clean": ("jump", 0), "gaps": ("run", 1)})
+    with pytest.raises(ReadError, match=r"video 'gaps' appears twice with different labels: "
+                                        r"label_index 0 in .*train_label.json and 1 in "
+                                        r".*val_label.json"):  # fmt: skip
+        stgcn.index(raw, {})

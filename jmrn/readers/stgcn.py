@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.layouts import get_layout
 from jmrn.readers.common import (
     MAX_FRAME_SPAN,
@@ -167,6 +168,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     if not split_files:
         raise ReadError(f"no <split>/<video_id>.json files in {raw_dir}")
     entries, splits, seen, pairs = [], {}, {}, []
+    labelled: dict[str, tuple[object, Path]] = {}  # video id -> (label_index, label file)
     has_label_files = False
     for split, files in split_files.items():
         label_path = raw_dir / f"{split}_label.json"
@@ -176,6 +178,12 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
             k = info.get("label_index")
             if _is_index(k) and k >= 0:
                 pairs.append((k, info.get("label"), f"{label_path} [{video_id!r}]"))
+            first = labelled.setdefault(video_id, (k, label_path))
+            if first[0] != k:  # the same video in two label files: which label is right?
+                raise ReadError(f"video {video_id!r} appears twice with different labels: "
+                                f"label_index {show_value(first[0])} in {first[1]} and "
+                                f"{show_value(k)} in "
+                                f"{label_path}")  # fmt: skip
         for path in files:
             if path.stem in seen:
                 raise ReadError(f"video id {path.stem!r} appears twice: {seen[path.stem]} "
