@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jmrn.cli import concise_errors
+from jmrn.cli import concise_errors, show_value
 from jmrn.config import (
     MODELS,
     ParamsError,
@@ -60,16 +60,17 @@ def splits_to_train(params: dict, available: list[str]) -> list[int]:
     where = f"datasets.{params['dataset']}.splits"
     splits = dataset_block(params)["splits"]
     if not any("{split}" in str(splits[role]) for role in ("train", "test")):
-        raise ParamsError(f"{where} has one split only ({splits['train']!r} / "
-                          f"{splits['test']!r}, no {{split}} in them): there is nothing to "
-                          "average over; the train stage trains it")  # fmt: skip
+        raise ParamsError(f"{where} has one split only ({show_value(splits['train'])} / "
+                          f"{show_value(splits['test'])}, no {{split}} in them): there is "
+                          "nothing to average over; the train stage trains it")  # fmt: skip
     choices = splits.get("all")
     if not choices:
         choices = numbered_splits(params, available)
         if not choices:
             names = split_names(params)
-            raise ParamsError(f"the data has no numbered splits like {names['train']!r} / "
-                              f"{names['test']!r}: its splits are {sorted(available)}; check "
+            raise ParamsError(f"the data has no numbered splits like "
+                              f"{show_value(names['train'])} / {show_value(names['test'])}: its "
+                              f"splits are {sorted(available)}; check "
                               f"{where}.train and .test")  # fmt: skip
         return choices
     for k in choices:

@@ -135,6 +135,13 @@ def read_proposals(path: str | Path) -> dict[tuple[str, int], np.ndarray]:
     out = {}
     for key, boxes in data.items():
         video, _, second = str(key).rpartition(",")
+        try:
+            kind = np.asarray(boxes).dtype.kind  # before a cast: True would become 1.0
+        except (TypeError, ValueError):  # ragged rows
+            kind = "O"
+        if kind not in "iuf":
+            raise ReadError(f"{path}: entry {key!r} holds no numeric (N, 5) array (dtype kind "
+                            f"{kind!r}: bool, text or objects)")  # fmt: skip
         boxes = np.asarray(boxes, dtype=np.float32)
         if not video or not second.isdigit() or boxes.ndim != 2 or boxes.shape[1] != 5:
             raise ReadError(f"{path}: entry {key!r} is not '<video>,<timestamp>' -> (N, 5), "

@@ -50,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from jmrn.cli import SHOWN_CHARACTERS, show_value
 from jmrn.heatmaps import MIN_REACH
 
 
@@ -391,7 +392,15 @@ TOP_LEVEL: dict[str, Check | OptionalKey] = {
 # ------------------------------------------------------------------------- checking
 
 
+def _names(keys) -> str:
+    """The sorted names of a mapping's keys, bounded for a message."""
+    text = str(sorted(str(k)[:SHOWN_CHARACTERS] for k in keys))
+    return text if len(text) <= 3 * SHOWN_CHARACTERS else text[:3 * SHOWN_CHARACTERS] + "...]"
+
+
 def _unknown_key(key: str, where: str, valid: list[str], note: str = "") -> ParamsError:
+    if len(key) > SHOWN_CHARACTERS:  # a mapping or a long text used as a key
+        key = key[:SHOWN_CHARACTERS - 3] + "..."
     full = f"{where}.{key}" if where else key
     close = difflib.get_close_matches(key, valid, n=1)
     nearest = f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
@@ -407,7 +416,7 @@ def _check_value(key: str, value: Any, check: Check | OptionalKey) -> None:
         check = check.check
     problem = check(value)
     if problem:
-        raise ParamsError(f"{key} = {value!r}: {problem}")
+        raise ParamsError(f"{key} = {show_value(value)}: {problem}")
 
 
 def _check_block(values: Any, schema: dict, where: str, *, required: bool = True,
@@ -417,10 +426,11 @@ def _check_block(values: Any, schema: dict, where: str, *, required: bool = True
     override section, where every key may be absent or null (= the dataset's value)."""
     problem = mapping(values)
     if problem:
-        raise ParamsError(f"{where} = {values!r}: {problem}")
+        raise ParamsError(f"{where} = {show_value(values)}: {problem}")
     for key in values:
         if not isinstance(key, str) or key not in schema:
-            raise _unknown_key(str(key), where, list(schema), note)
+            raise _unknown_key(key if isinstance(key, str) else show_value(key), where,
+                               list(schema), note)  # fmt: skip
     if required and not overrides:
         missing = [k for k, c in schema.items()
                    if not isinstance(c, OptionalKey) and k not in values]  # fmt: skip
@@ -443,13 +453,14 @@ def _check_splits(where: str, splits: dict) -> None:
     numbers = {k: splits[k] for k in ("split", "all") if splits.get(k) is not None}
     if numbers and not _numbered(splits):
         key = next(iter(numbers))
-        raise ParamsError(f"{where}.{key} = {numbers[key]!r} names a numbered split, but "
-                          f"{where}.train ({splits['train']!r}) and .test ({splits['test']!r}) "
+        raise ParamsError(f"{where}.{key} = {show_value(numbers[key])} names a numbered split, "
+                          f"but {where}.train ({show_value(splits['train'])}) and .test "
+                          f"({show_value(splits['test'])}) "
                           "have no {split} to put it in: remove it, or name the splits "
                           "'train{split}' and 'test{split}'")  # fmt: skip
     if "split" in numbers and "all" in numbers and numbers["split"] not in numbers["all"]:
         raise ParamsError(f"{where}.split = {numbers['split']} is not one of {where}.all "
-                          f"{numbers['all']}")  # fmt: skip
+                          f"{show_value(numbers['all'])}")  # fmt: skip
 
 
 def check_dataset(name: str, block: Any) -> None:
@@ -457,7 +468,7 @@ def check_dataset(name: str, block: Any) -> None:
     where = f"datasets.{name}"
     problem = dataset_name(name)
     if problem:
-        raise ParamsError(f"dataset name {name!r} (a key of datasets): {problem}")
+        raise ParamsError(f"dataset name {show_value(name)} (a key of datasets): {problem}")
     _check_block(block, DATASET, where)
     fmt = block["format"]
     _check_block(block["source"] or {}, SOURCE_OPTIONS[fmt], f"{where}.source", required=False,
@@ -513,8 +524,8 @@ def check_params(params: Any) -> None:
     for name, block in datasets.items():
         check_dataset(str(name), block)
     if params["dataset"] not in datasets:
-        raise ParamsError(f"dataset {params['dataset']!r} is not a key of datasets: "
-                          f"{sorted(datasets)}")  # fmt: skip
+        raise ParamsError(f"dataset {show_value(params['dataset'])} is not a key of datasets: "
+                          f"{_names(datasets)}")  # fmt: skip
     _check_block(params["compute"], COMPUTE, "compute")
     for name, schema in SECTIONS.items():
         if params.get(name) is not None:
@@ -526,31 +537,87 @@ def check_params(params: Any) -> None:
     all_split_names(params)
 
 
+# What the loader accepts. params.yaml is ~17 kB of ~1,400 values, 5 levels deep; these
+# bounds are far above any real file and far below what hurts. YAML aliases (*name) repeat
+# what an anchor (&name) holds without copying it, so a few lines of nested aliases ("billion
+# laughs") stand for billions of values: anything that walks or prints them (a check, an error
+# message) runs for minutes and ends in a MemoryError. The loader counts values as expanded.
+MAX_PARAMS_CHARACTERS = 1 << 18  # 256 kB: parsing that much takes about a second
+MAX_PARAMS_VALUES = 100_000
+MAX_PARAMS_DEPTH = 32
+
+
+def _expanded_values(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+    """How many values ``node`` holds once every alias is expanded (each shared node counted
+    once per use, computed once); a document nested deeper than MAX_PARAMS_DEPTH is refused."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if depth > MAX_PARAMS_DEPTH:
+        raise ParamsError(f"line {node.start_mark.line + 1}: nested more than "
+                          f"{MAX_PARAMS_DEPTH} levels deep; params.yaml needs about 6")
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    memo[id(node)] = 1 + sum(_expanded_values(child, memo, depth + 1) for child in children)
+    return memo[id(node)]
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, but a key given twice in one mapping is an error: plain YAML
-    silently keeps the last, which would hide a typo'd copy of a whole section."""
+    silently keeps the last, which would hide a typo'd copy of a whole section. It refuses a
+    document that expands to more than MAX_PARAMS_VALUES values (nested aliases) before
+    building it."""
+
+    def get_single_node(self):  # PyYAML's signature
+        node = super().get_single_node()
+        if node is not None:
+            memo: dict[int, int] = {}
+            values = _expanded_values(node, memo)
+            if values > MAX_PARAMS_VALUES:
+                why = ("YAML aliases (*name) nested in one another repeat their anchor's "
+                       "content many times over; write the values out or use fewer aliases"
+                       if values > len(memo) else "is this the right file?")  # fmt: skip
+                raise ParamsError(f"the file expands to {values:,} values, more than "
+                                  f"{MAX_PARAMS_VALUES:,} (params.yaml has a few thousand): "
+                                  f"{why}")  # fmt: skip
+        return node
 
     def construct_mapping(self, node, deep=False):  # PyYAML's signature
         seen = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]": unhashable, no name
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise ParamsError(f"line {key_node.start_mark.line + 1}: a key that is a {kind}; "
+                                  "a key is a name")  # fmt: skip
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ParamsError(f"line {key_node.start_mark.line + 1}: key {key!r} is given "
-                                  "twice in the same mapping")  # fmt: skip
+                raise ParamsError(f"line {key_node.start_mark.line + 1}: key {show_value(key)} "
+                                  "is given twice in the same mapping")  # fmt: skip
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml, checked against the schema (module docstring): raises ParamsError."""
+    """params.yaml, checked against the schema (module docstring): raises ParamsError. The
+    file must be at most MAX_PARAMS_CHARACTERS and expand to at most MAX_PARAMS_VALUES values."""
     try:
         with open(path) as f:
+            if len(f.read(MAX_PARAMS_CHARACTERS + 1)) > MAX_PARAMS_CHARACTERS:
+                raise ParamsError(f"larger than {MAX_PARAMS_CHARACTERS:,} characters; params.yaml "
+                                  "is about 17 kB: is this the right file?")  # fmt: skip
+            f.seek(0)
             params = yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects
         check_params(params)
     except ParamsError as err:
         raise ParamsError(err.detail, path) from None
     except yaml.YAMLError as err:
         raise ParamsError(f"not valid YAML: {err}", path) from None
+    except RecursionError:  # brackets nested thousands deep: the parser recurses
+        raise ParamsError(f"nested more than {MAX_PARAMS_DEPTH} levels deep; params.yaml "
+                          "needs about 6", path) from None
     return params
 
 
@@ -607,19 +674,22 @@ def split_names(params: dict, split: int | None = None) -> dict[str, str]:
         number, key = splits.get("split"), f"{where}.split"
     numbered = _numbered(splits)
     if number is None and numbered:
-        raise ParamsError(f"{where}.train and .test are {splits['train']!r} and "
-                          f"{splits['test']!r}: set {where}.split (or the top-level split) "
+        raise ParamsError(f"{where}.train and .test are {show_value(splits['train'])} and "
+                          f"{show_value(splits['test'])}: set {where}.split (or the top-level "
+                          "split) "
                           "to the split number")  # fmt: skip
     if number is not None:
         _check_value(key, number, POSITIVE_INT)
         if not numbered:
             raise ParamsError(f"{key} = {number} asks for split {number}, but {where}.train "
-                              f"({splits['train']!r}) and .test ({splits['test']!r}) have no "
+                              f"({show_value(splits['train'])}) and .test "
+                              f"({show_value(splits['test'])}) have no "
                               "{split} to put it in, so it would be ignored: set split to "
                               "null, or name the splits 'train{split}' and "
                               "'test{split}'")  # fmt: skip
         if splits.get("all") and number not in splits["all"]:
-            raise ParamsError(f"{key} = {number} is not one of {where}.all {splits['all']}: "
+            raise ParamsError(f"{key} = {number} is not one of {where}.all "
+                              f"{show_value(splits['all'])}: "
                               "pick one of those, or add it there")  # fmt: skip
     names = {role: str(splits[role]).replace("{split}", str(number)) for role in ("train", "test")}
     if splits.get("also_test"):  # further test sets, scored with the selected model

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jmrn.cli import show_value
 from jmrn.logits_file import Logits, align
 from jmrn.metrics import multi_label_metrics, single_label_metrics
 
@@ -81,11 +82,11 @@ def check_settings(settings: dict) -> dict:
     if (isinstance(penalty, bool) or not isinstance(penalty, (int, float))
             or not math.isfinite(penalty) or penalty < 0):  # fmt: skip
         raise ValueError(f"params.yaml: fusion.l2_penalty must be a finite number >= 0, got "
-                         f"{penalty!r}")  # fmt: skip
+                         f"{show_value(penalty)}")  # fmt: skip
     for key in ("l2_normalize", "per_class_weights"):
         if not isinstance(settings[key], bool):
             raise ValueError(f"params.yaml: fusion.{key} must be true or false, got "
-                             f"{settings[key]!r}")  # fmt: skip
+                             f"{show_value(settings[key])}")  # fmt: skip
     return {k: settings[k] for k in SETTINGS}
 
 

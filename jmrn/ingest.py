@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.io import atomic_path
 from jmrn.layouts import Layout, convert, get_layout
 from jmrn.readers import detect_format, get_reader
@@ -80,10 +81,11 @@ def check_settings(*, min_frames: object, max_skipped_fraction: object,
     def fraction(key: str, value: object) -> None:
         if (not isinstance(value, (int, float)) or isinstance(value, bool)
                 or not math.isfinite(value) or not 0 <= value <= 1):  # fmt: skip
-            raise ValueError(f"ingest.{key} must be a number in [0, 1], got {value!r}")
+            raise ValueError(f"ingest.{key} must be a number in [0, 1], got {show_value(value)}")
 
     if not isinstance(min_frames, int) or isinstance(min_frames, bool) or min_frames < 1:
-        raise ValueError(f"ingest.min_frames must be an integer >= 1, got {min_frames!r}")
+        raise ValueError(f"ingest.min_frames must be an integer >= 1, got "
+                         f"{show_value(min_frames)}")
     fraction("max_skipped_fraction", max_skipped_fraction)
     fraction("frame_tolerance", frame_tolerance)
     fraction("max_outside_fraction", max_outside_fraction)
@@ -230,6 +232,10 @@ def _load_checked(entry: dict, *, load: Callable[[dict], Video | Skipped], sourc
     """Worker: read one video, validate it and convert it to the target layout, so that the
     main process only checks ids and writes."""
     item = raw = load(entry)
+    if isinstance(item, Video) and not (isinstance(item.video_id, str) and item.video_id.strip()):
+        # whatever the reader: a video without an id belongs to no split
+        return Skipped(str(item.source), str(item.source),
+                       f"empty video id (the video id: {show_value(item.video_id)})")  # fmt: skip
     if isinstance(item, Video):
         item = check_video(item, source.num_joints, num_classes, multi_label,
                            frame_tolerance=frame_tolerance,
@@ -283,7 +289,7 @@ class _Tally:
         stats = video.stats
         self.counts.update({k: stats.get(k, 0) for k in
                             ("detected", "outside", "clipped", "placeholders",
-                             "person_frames")})  # fmt: skip
+                             "person_frames", "frames", "empty_frames")})  # fmt: skip
         for key, total in self.joint.items():
             total += stats[key]
         np.minimum(self.confidence_min, stats["confidence_min"], out=self.confidence_min)
@@ -335,6 +341,10 @@ class _Tally:
                 "listed": [{"video_id": v, "outside": o, "detected": d}
                            for _, v, o, d in listed],
             },  # fmt: skip
+            "frames": self.counts["frames"],
+            "empty_frames": self.counts["empty_frames"],
+            "empty_frame_fraction": self.counts["empty_frames"] / self.counts["frames"]
+            if self.counts["frames"] else 0.0,
             "confidences_clipped": self.counts["clipped"],
             "placeholders_removed": self.counts["placeholders"],
             "joint_positions": joints,
@@ -344,8 +354,11 @@ class _Tally:
     def per_joint(self, joint_names: tuple[str, ...]) -> dict:
         """What plots/<dataset>/ingest.png draws, per joint: kept detections, the fraction
         of person-frames without it, confidence quantiles where detected (None if never),
-        and the detections removed as outside the frame (of kept + removed)."""
+        and the detections removed as outside the frame (of kept + removed). A frame with
+        nobody in it counts as one person-frame without any joint: empty frames are missing
+        data too."""
         person_frames = int(self.counts["person_frames"])
+        empty = int(self.counts["empty_frames"])
         quantiles = histogram_quantiles(self.joint["confidence_hist"], CONFIDENCE_QUANTILES,
                                         self.confidence_min, self.confidence_max)  # fmt: skip
         joints = {}
@@ -354,7 +367,8 @@ class _Tally:
             missing, out = int(self.joint["joint_missing"][j]), int(self.joint["joint_outside"][j])
             joints[name] = {
                 "detected": n,
-                "missing_fraction": missing / person_frames if person_frames else 0.0,
+                "missing_fraction": (missing + empty) / (person_frames + empty)
+                if person_frames + empty else 0.0,
                 "confidence_quantiles": None if n == 0 else {
                     f"p{round(q * 100):02d}": round(float(v), 4)
                     for q, v in zip(CONFIDENCE_QUANTILES, quantiles[j], strict=True)},
@@ -362,6 +376,57 @@ class _Tally:
                 "outside_fraction": out / (n + out) if n + out else 0.0,
             }  # fmt: skip
         return {"person_frames": person_frames, "per_joint": joints}
+
+
+def _not_in_data(splits: dict[str, list[str]], kept_ids: dict[str, int],
+                 skipped: list[Skipped]) -> dict[str, dict]:  # fmt: skip
+    """Per split with any: how many of its entries name a video that was neither kept nor
+    skipped (absent from the data: a typo, another release's list), and the first of them."""
+    read = kept_ids.keys() | {s.video_id for s in skipped}
+    out = {}
+    for name, ids in splits.items():
+        absent = [v for v in ids if v not in read]
+        if absent:
+            out[name] = {"count": len(absent), "example": absent[0]}
+    return out
+
+
+def _check_required_splits(splits: dict[str, list[int]], required: tuple[str, ...],
+                           listed: dict[str, list[str]], skipped: list[Skipped],
+                           raw_dir: Path) -> None:  # fmt: skip
+    """A split that params.yaml trains or tests on must keep a video: an empty test split
+    otherwise passed ingest and failed training after its first epoch."""
+    for name in required:
+        if name not in splits or splits[name]:
+            continue
+        if not listed[name]:
+            raise ReadError(f"{raw_dir}: split {name!r}, which params.yaml uses, lists no video")
+        ids = set(listed[name])
+        own = [s for s in skipped if s.video_id in ids]
+        own_ids = {s.video_id for s in own}
+        absent = [v for v in listed[name] if v not in own_ids]
+        raise ReadError(f"{raw_dir}: split {name!r}, which params.yaml uses, has no kept video: "
+                        f"of its {len(listed[name])} entries, {len(own_ids)} were skipped and "
+                        f"{len(absent)} name no video of the data"
+                        + (f" (e.g. {absent[0]!r})" if absent else "")
+                        + (f". {_summary(own)}" if own else ""))  # fmt: skip
+
+
+def _duplicate(video: Video, first_labels: tuple[int, ...], first_source: str,
+               class_names: list[str]) -> Skipped:  # fmt: skip
+    """A second copy of a kept video id: a counted skip when its labels agree with the kept
+    copy's, an error naming the video and both labels when they do not (keeping the first
+    would silently pick one of two labels)."""
+    if tuple(video.labels) == tuple(first_labels):
+        return Skipped(video.video_id, video.source, f"duplicate video id (first read from "
+                                                     f"{first_source})")  # fmt: skip
+
+    def named(labels: tuple[int, ...]) -> str:
+        return "[" + ", ".join(repr(class_names[k]) for k in labels) + "]"
+
+    raise ReadError(f"video {video.video_id!r} appears twice with different labels: "
+                    f"{named(first_labels)} in {first_source} and {named(video.labels)} in "
+                    f"{video.source}; keep one copy (or give them different ids)")
 
 
 def _empty_classes(
@@ -452,6 +517,7 @@ def ingest(
 
     kept_ids: dict[str, int] = {}
     kept_labels: list[tuple[int, ...]] = []
+    first_source: dict[str, str] = {}
     skipped: list[Skipped] = []
     tally = _Tally(target.num_joints)
     with atomic_path(out_path) as tmp:
@@ -463,12 +529,14 @@ def ingest(
                 if progress is not None:
                     progress(1)
                 if isinstance(item, Video) and item.video_id in kept_ids:
-                    item = Skipped(item.video_id, item.source, "duplicate video id")
+                    item = _duplicate(item, kept_labels[kept_ids[item.video_id]],
+                                      first_source[item.video_id], index.class_names)
                 if isinstance(item, Skipped):
                     skipped.append(item)
                     continue
                 kept_ids[item.video_id] = len(kept_ids)
                 kept_labels.append(item.labels)
+                first_source[item.video_id] = item.source
                 tally.add(item)
                 writer.add(item)
             total = len(kept_ids) + len(skipped)
@@ -485,6 +553,8 @@ def ingest(
             for name, ids in index.splits.items():
                 splits[name] = [kept_ids[v] for v in ids if v in kept_ids]
                 missing[name] = len(ids) - len(splits[name])
+            not_in_data = _not_in_data(index.splits, kept_ids, skipped)
+            _check_required_splits(splits, required_splits, index.splits, skipped, raw_dir)
             writer.close(splits)
         except BaseException:
             writer.file.close()
@@ -509,13 +579,15 @@ def ingest(
         "empty_classes_per_split": empty_per_split,
         "splits": {name: len(v) for name, v in splits.items()},
         "split_entries_not_kept": missing,
+        "split_entries_not_in_data": not_in_data,
         **tally.report(target.joints, float(frame_tolerance)),
         "skipped_videos": [vars(s) for s in skipped],
     }
 
 
 METRIC_KEYS = ("videos_read", "kept", "skipped", "skipped_by_reason", "left_out", "classes",
-               "splits", "joints_outside_frame", "confidences_clipped", "placeholders_removed")
+               "splits", "joints_outside_frame", "confidences_clipped", "placeholders_removed",
+               "empty_frames")
 
 
 def ingest_metrics(report: dict) -> dict:
@@ -524,6 +596,8 @@ def ingest_metrics(report: dict) -> dict:
     metrics["empty_classes"] = len(report["empty_classes"])
     metrics["empty_classes_per_split"] = {name: len(v) for name, v in
                                           report["empty_classes_per_split"].items()}  # fmt: skip
+    metrics["split_entries_not_in_data"] = {name: v["count"] for name, v in
+                                            report["split_entries_not_in_data"].items()}
     return metrics
 
 
@@ -537,6 +611,19 @@ def empty_classes_warning(report: dict) -> str | None:
     if not parts:
         return None
     return f"warning: ingest {report['dataset']}: " + "; ".join(parts)
+
+
+def missing_videos_warning(report: dict) -> str | None:
+    """One line counting the split entries that name no video of the data, with an example
+    per split, or None."""
+    absent = report.get("split_entries_not_in_data") or {}
+    if not absent:
+        return None
+    total = sum(v["count"] for v in absent.values())
+    parts = [f"{v['count']} in split {name!r} (e.g. {v['example']!r})"
+             for name, v in absent.items()]  # fmt: skip
+    return (f"warning: ingest {report['dataset']}: {total} split entries name videos that are "
+            f"not in the data: " + ", ".join(parts))
 
 
 def _summary(skipped: list[Skipped]) -> str:

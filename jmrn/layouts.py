@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from jmrn.cli import show_value
+
 GROUPS = ("head", "left_arm", "right_arm", "left_lower_leg", "right_lower_leg")
 SKELETONS = Path(__file__).parent / "skeletons"
 
@@ -138,14 +140,42 @@ DERIVED_JOINTS: dict[str, tuple[str, str]] = {
 }
 
 
+def same_layout(a: Layout, b: Layout) -> bool:
+    """The same joints in the same order, flip pairs and groups, whatever the names."""
+    return (a.joints == b.joints and a.flip_permutation().tolist() == b.flip_permutation().tolist()
+            and {g: set(v) for g, v in a.groups.items()}
+            == {g: set(v) for g, v in b.groups.items()})  # fmt: skip
+
+
 def get_layout(name: str) -> Layout:
-    """A built-in layout by name, or a layout YAML file by path (``*.yaml`` / ``*.yml``)."""
+    """A built-in layout by name, or a layout YAML file by path (``*.yaml`` / ``*.yml``).
+
+    A file may take a built-in layout's name only if it describes that very layout: the name
+    is what ``keypoints.h5`` records, so a ``jhmdb15`` with its joints in another order would
+    make the stored joint names lie about the columns."""
     if name in LAYOUTS:
         return LAYOUTS[name]
     if str(name).endswith((".yaml", ".yml")):
-        return load_layout(name)
-    raise ValueError(f"unknown skeleton layout {name!r}; built in: {sorted(LAYOUTS)}, or the "
-                     "path of a layout .yaml file")  # fmt: skip
+        layout = load_layout(name)
+        if layout.name in LAYOUTS and not same_layout(layout, LAYOUTS[layout.name]):
+            raise ValueError(f"{name}: name {layout.name!r} is a built-in layout's, but the "
+                             "file differs from it in its "
+                             f"{_difference(layout, LAYOUTS[layout.name])}; give the file a "
+                             "name of its own (its 'name' key, else the file name)")  # fmt: skip
+        return layout
+    raise ValueError(f"unknown skeleton layout {show_value(name)}; built in: "
+                     f"{sorted(LAYOUTS)}, or the path of a layout .yaml file")  # fmt: skip
+
+
+def _difference(a: Layout, b: Layout) -> str:
+    """What differs between two layouts, for an error message."""
+    if set(a.joints) != set(b.joints):
+        return "joints"
+    if a.joints != b.joints:
+        return "joint order"
+    if a.flip_permutation().tolist() != b.flip_permutation().tolist():
+        return "flip pairs"
+    return "groups"
 
 
 def layout_from_attrs(attrs) -> Layout:
@@ -160,9 +190,10 @@ def convert(keypoints: np.ndarray, source: Layout, target: Layout) -> np.ndarray
 
     Joints are matched by name; a target joint missing from the source is derived as a midpoint
     (``DERIVED_JOINTS``). Anything else is an error: silently inventing joints would corrupt
-    every heatmap of that joint.
+    every heatmap of that joint. Layouts are compared by their joints, never by name: a layout
+    file may call itself anything.
     """
-    if source.name == target.name:
+    if source.joints == target.joints:
         return keypoints
     missing = [
         j for j in target.joints

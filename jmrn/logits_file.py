@@ -32,6 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.io import atomic_path
 
 FORMAT_VERSION = 1
@@ -122,9 +123,20 @@ class Logits:
             self.splits = {name: self._rows(ds, f"splits/{name}", n)
                            for name, ds in f.get("splits", {}).items()}  # fmt: skip
         k = len(self.class_names)
-        if self.logits.shape != (n, k) or self.features.ndim != 2 or len(self.features) != n:
-            raise ValueError(f"{self.path}: {n} ids and {k} classes, but logits "
-                             f"{self.logits.shape} and features {self.features.shape}")
+        # each problem on its own: a file without features must not read as "features (n, 0)"
+        if self.logits.ndim != 2:
+            raise ValueError(f"{self.path}: logits has shape {self.logits.shape}; it must be "
+                             f"(videos, classes) = ({n}, {k})")  # fmt: skip
+        if self.logits.shape[1] != k:
+            raise ValueError(f"{self.path}: the logits have {self.logits.shape[1]} columns where "
+                             f"the dataset has {k} classes (its class_names attribute): one "
+                             "column per class, in that order")  # fmt: skip
+        if len(self.logits) != n:
+            raise ValueError(f"{self.path}: the logits have {len(self.logits)} rows where "
+                             f"video_id has {n} ids: one row per video")  # fmt: skip
+        if self.features.ndim != 2 or len(self.features) != n:
+            raise ValueError(f"{self.path}: features has shape {self.features.shape}; it must be "
+                             f"(videos, feature dimensions) with {n} rows")  # fmt: skip
         if self.labels is not None and self.labels.shape != (n, k):
             raise ValueError(f"{self.path}: labels {self.labels.shape}, expected {(n, k)}")
         if not np.isfinite(self.logits).all():
@@ -170,12 +182,22 @@ class Logits:
         return np.array([row[v] for v in video_ids], dtype=np.int64)
 
 
+def _class_difference(theirs: list[str], dataset: list[str]) -> str:
+    """How a modality's class list differs from the dataset's, for an error message."""
+    if len(theirs) != len(dataset):
+        return (f"its logits have {len(theirs)} columns (class_names lists {len(theirs)}) "
+                f"where the dataset has {len(dataset)} classes")
+    i = next(i for i, (a, b) in enumerate(zip(theirs, dataset, strict=True)) if a != b)
+    return f"class {i} is {show_value(theirs[i])} where the dataset's is {show_value(dataset[i])}"
+
+
 def align(modalities: list[Logits], video_ids: list[str]) -> list[np.ndarray]:
     """Each modality's logits for ``video_ids``, in that order; any mismatch is an error."""
     reference = modalities[0]
     out = []
     for m in modalities:
         if m.class_names != reference.class_names:
-            raise ValueError(f"{m.path}: class list differs from {reference.path}'s")
+            raise ValueError(f"{m.path}: {_class_difference(m.class_names, reference.class_names)}"
+                             f" ({reference.path}): its class list differs")  # fmt: skip
         out.append(m.logits[m.rows(video_ids)])
     return out

@@ -13,11 +13,20 @@ from numbers import Real
 
 import numpy as np
 
+from jmrn.cli import show_value
+
 # Confidences above 1 are tolerated up to this value and clipped to 1. OpenPose's score is a
 # heatmap peak value, not a normalised probability, and can overshoot 1 by a few percent;
 # 1.2 leaves room for that, while anything clearly larger (a percentage, a count, a
 # coordinate in the score column) is not a probability: a skip.
 MAX_CONFIDENCE = 1.2
+# A frame with no detected joint (after tidying) is empty: a frame number with no file, a
+# frame whose people list is empty, a gap in ST-GCN's frame_index. A video more than this
+# share of whose frames are empty is skipped: its temporal channels would describe mostly
+# nothing. So is one with a run of empty frames longer than all its frames with a pose
+# together: the signature of one stray frame number (frame 100000 beside frames 0-19), which
+# stretches a video to T = 100,001 and squeezes its real content into the first channel.
+MAX_EMPTY_FRACTION = 0.5
 
 
 class ReadError(ValueError):
@@ -115,7 +124,8 @@ def check_placeholder_xy(value: object, key: str = "ingest.placeholder_xy") -> t
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
                        for v in value)):  # fmt: skip
-        raise ValueError(f"{key} must be null or [x, y] (two finite numbers), got {value!r}")
+        raise ValueError(f"{key} must be null or [x, y] (two finite numbers), got "
+                         f"{show_value(value)}")
     return float(value[0]), float(value[1])
 
 
@@ -208,6 +218,9 @@ def check_video(
     present &= ~outside
     if not present.any():
         return skip("no joint detected in any frame")
+    problem, empty = _empty_frames(present.any(axis=(1, 2)))
+    if problem:
+        return skip(problem)
     kp = kp.copy()
     kp[~present] = 0.0
     clipped = int((kp[..., 2] > 1).sum())
@@ -218,5 +231,24 @@ def check_video(
         if boxes.shape != (frames, persons, 4):
             return skip(f"boxes have shape {boxes.shape}, expected {(frames, persons, 4)}")
     stats = {"detected": detected, "outside": n_outside, "clipped": clipped,
-             "placeholders": int(placeholder.sum())}  # fmt: skip
+             "placeholders": int(placeholder.sum()), "frames": frames,
+             "empty_frames": empty}  # fmt: skip
     return Video(video.video_id, kp, (height, width), labels, video.source, boxes, stats)
+
+
+def _empty_frames(content: np.ndarray) -> tuple[str | None, int]:
+    """(why the video is skipped or None, its number of empty frames) from ``content`` (T,):
+    whether each frame has a detected joint (at least one does). See MAX_EMPTY_FRACTION."""
+    frames, with_pose = len(content), int(content.sum())
+    empty = frames - with_pose
+    edges = np.concatenate([[-1], np.flatnonzero(content), [frames]])
+    gaps = np.diff(edges) - 1  # the runs of empty frames before, between and after the poses
+    k = int(gaps.argmax())
+    if gaps[k] > with_pose:
+        return (f"a gap of {gaps[k]} empty frames longer than its {with_pose} frames with a "
+                f"pose (frames {edges[k] + 1}..{edges[k + 1] - 1} of {frames}: a stray frame "
+                "number?)"), empty  # fmt: skip
+    if empty > MAX_EMPTY_FRACTION * frames:
+        return (f"mostly empty frames ({empty} of {frames} frames have no detected joint; "
+                f"more than {MAX_EMPTY_FRACTION:g} of them)"), empty  # fmt: skip
+    return None, empty

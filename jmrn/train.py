@@ -63,6 +63,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -76,6 +77,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from jmrn.augment import augment
+from jmrn.cli import show_value
 from jmrn.data import (
     HeatmapDataset,
     Prefetcher,
@@ -97,11 +99,46 @@ from jmrn.visualise import write_joint_weights_png
 CHECKPOINT_VERSION = 2  # 2: the selection state of every rule (issue 23)
 
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
+
+
+def machine_devices() -> str:
+    """What this machine offers PyTorch, for messages: the CUDA devices, MPS, else cpu only."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    parts = [f"{count} CUDA device(s), cuda:0 to cuda:{count - 1}"] if count else []
+    if torch.backends.mps.is_available():
+        parts.append("mps")
+    if parts:
+        return " and ".join(parts) + " (and cpu)"
+    why = "built without CUDA" if torch.version.cuda is None else "no CUDA device found"
+    return f"cpu only (PyTorch {torch.__version__}: {why})"
+
+
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """The ``compute.device`` to run on: ``auto`` takes CUDA when present, else the CPU;
+    ``cuda`` is this process's GPU (``local_rank`` under torchrun). A device the machine
+    lacks is an error naming the key and what the machine has, before any work (not a CUDA
+    traceback in the middle of a stage)."""
+    match = DEVICE.fullmatch(str(preference))
+    if match is None:
+        raise ValueError(f"compute.device = {show_value(preference)}: not a device (auto | cpu "
+                         f"| cuda | cuda:N | mps); this machine has {machine_devices()}")
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference == "cuda":
-        return torch.device("cuda", local_rank)
+    if preference.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(match[1]) if match[1] is not None else local_rank
+        if index >= count:
+            rank = f" (cuda:{index} for local rank {local_rank})" \
+                if match[1] is None and local_rank else ""  # fmt: skip
+            raise ValueError(f"compute.device = {preference!r}{rank}: this machine has "
+                             f"{machine_devices()}; set compute.device to auto or to a device "
+                             "it has")  # fmt: skip
+        return torch.device("cuda", index)
+    if preference == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"compute.device = 'mps' (an Apple GPU): this machine has "
+                         f"{machine_devices()}; set compute.device to auto or to a device it "
+                         "has")  # fmt: skip
     return torch.device(preference)
 
 
@@ -338,6 +375,11 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
                              f"for; the data has {sorted(hf.splits)}: pick one it has with the "
                              "top-level split (-S split=N), or set the dataset's splits.train "
                              "/ .test / .also_test")  # fmt: skip
+        empty = [s for s in dict.fromkeys(wanted) if len(hf.splits[s]) == 0]
+        if empty:  # found now, not by a failed evaluation after the first epoch
+            raise ValueError(f"{heatmaps_path}: split {empty[0]!r}, which params.yaml asks for, "
+                             "has no video (the ingest report's split_entries_not_kept says "
+                             "why); pick another split or fix the data")  # fmt: skip
         train_all = hf.splits[settings["splits"]["train"]]
         test_idx = hf.splits[settings["splits"]["test"]]
         extra_idx = {name: hf.splits[name] for name in also_test}

@@ -154,7 +154,8 @@ def ingest_image(report: dict) -> np.ndarray:
     _text(image, f"ingest {report['dataset']}: {report['kept']} videos kept of "
                  f"{report['videos_read']} read ({report['skipped']} skipped), layout "
                  f"{report['layout']}", _NAME_X, 16, scale=0.5)  # fmt: skip
-    _text(image, f"splits: {splits or 'none'}; {report['person_frames']} person-frames; "
+    _text(image, f"splits: {splits or 'none'}; {report['person_frames']} person-frames, "
+                 f"{report.get('empty_frames', 0)} empty frames; "
                  f"joints outside the frame {report['joints_outside_frame']['outside']} of "
                  f"{report['joints_outside_frame']['detected']}", _NAME_X, 34)  # fmt: skip
     _text(image, "joint", _NAME_X, 56)

@@ -4,7 +4,13 @@ shares)."""
 
 from jmrn.cli import concise_errors
 from jmrn.config import all_split_names, dataset_block, load_params, section
-from jmrn.ingest import disjoint_splits_from_params, empty_classes_warning, ingest, ingest_metrics
+from jmrn.ingest import (
+    disjoint_splits_from_params,
+    empty_classes_warning,
+    ingest,
+    ingest_metrics,
+    missing_videos_warning,
+)
 from jmrn.io import write_json
 from jmrn.progress import StageBar
 from jmrn.visualise import write_ingest_png
@@ -36,6 +42,6 @@ if report["suspected_placeholders"]:
     print(f"ingest {name}: possible placeholder joints (one exact pixel holds a large share of "
           f"the detections; set ingest.placeholder_xy to remove them): "
           f"{report['suspected_placeholders']}")  # fmt: skip
-warning = empty_classes_warning(report)
-if warning:
-    print(warning)
+for warning in (empty_classes_warning(report), missing_videos_warning(report)):
+    if warning:
+        print(warning)

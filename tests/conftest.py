@@ -18,6 +18,35 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def real_jhmdb() -> dict:
+    """The real JHMDB-14 ground-truth pickle: {"split": ..., "annotations": [...]}, for tests
+    that corrupt a few real videos one way at a time (copy what you change)."""
+    from jmrn.safe_pickle import load_pickle
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return load_pickle(SHARED_DATA / "jhmdb14_gt" / "jhmdb14_gt_split1.pkl")
+
+
+def write_real_subset(real: dict, raw: Path, videos: int = 6,
+                      annotations: list | None = None) -> Path:  # fmt: skip
+    """``raw``/jhmdb.pkl with the first ``videos`` real JHMDB-14 annotations (or
+    ``annotations``), every one in split ``train``, and ``raw``/classes.txt (14 classes)."""
+    import pickle
+
+    anns = annotations if annotations is not None else \
+        [dict(a) for a in real["annotations"][:videos]]  # fmt: skip
+    raw.mkdir(parents=True, exist_ok=True)
+    ids = list(dict.fromkeys(a["frame_dir"] for a in anns
+                             if isinstance(a, dict) and "frame_dir" in a))  # fmt: skip
+    (raw / "jhmdb.pkl").write_bytes(pickle.dumps({"split": {"train": ids},
+                                                  "annotations": anns}))  # fmt: skip
+    classes = SHARED_DATA / "jhmdb14_gt" / "jhmdb14_gt_split1_classes.txt"
+    (raw / "classes.txt").write_text(classes.read_text())
+    return raw
+
+
 TINY_SETTINGS = {
     "model": {"name": "jmrn", "c_dim": 4, "widths": [8, 16], "head_width": 16, "dropout": 0.0,
               "selector": "sigmoid", "gumbel_tau": 1.0},

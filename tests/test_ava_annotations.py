@@ -68,3 +68,7 @@ def test_bad_action_lists_and_proposals(tmp_path):
     (tmp_path / "p.pkl").write_bytes(pickle.dumps({"vid,0902": np.zeros((2, 4))}))
     with pytest.raises(ReadError, match=r"'vid,0902' is not .* shape \(2, 4\)"):
         read_proposals(tmp_path / "p.pkl")
+    for boxes in (np.ones((2, 5), bool), [[0.1, 0.2, "0.3", 0.4, 0.9]], [[0.1] * 5, [0.2] * 4]):
+        (tmp_path / "p.pkl").write_bytes(pickle.dumps({"vid,0902": boxes}))
+        with pytest.raises(ReadError, match=r"'vid,0902' holds no numeric \(N, 5\) array"):
+            read_proposals(tmp_path / "p.pkl")  # True was read as 1.0, "0.3" as 0.3

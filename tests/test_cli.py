@@ -71,3 +71,64 @@ def test_input_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path):
         assert proc.returncode == 1, bug
         assert "Traceback" in proc.stderr and bug.split("(")[0] in proc.stderr, bug
         assert HINT not in proc.stderr, bug
+
+
+def project_params(tmp_path: Path, dataset: str = "jhmdb14_gt", **changes) -> dict:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"] = dataset
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return params
+
+
+def error_lines(proc) -> list[str]:
+    return [line.split("\r")[-1] for line in proc.stderr.splitlines()]
+
+
+def test_a_missing_device_stops_the_train_stage_with_one_line(tmp_path):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the machine has CUDA")
+    project_params(tmp_path, **{"compute.device": "cuda:7"})
+    proc = run_python([str(PROJECT_ROOT / "stages" / "train.py"), "jmrn"], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert error_lines(proc)[-2].startswith("train@jmrn: error: compute.device = 'cuda:7': "
+                                            "this machine has cpu only")  # fmt: skip
+
+
+def test_a_params_file_of_nested_aliases_is_one_line(tmp_path):
+    text = (PROJECT_ROOT / "params.yaml").read_text()
+    lol = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lol += [f"&{b} [" + ", ".join([f"*{a}"] * 9) + "]"
+            for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    (tmp_path / "params.yaml").write_text(text + "\nlaughs: [" + ", ".join(lol) + "]\n")
+    proc = run_python([str(PROJECT_ROOT / "stages" / "ingest.py")], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert error_lines(proc)[-2].startswith("ingest: error: params.yaml: the file expands to ")
+
+
+def test_the_ingest_stage_warns_of_split_entries_naming_absent_videos(tmp_path, real_jhmdb):
+    import pickle
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    anns = real_jhmdb["annotations"][:40:4]  # 10 videos of several classes
+    ids = [a["frame_dir"] for a in anns]
+    split = {"train1": ids[:7] + ["not_a_video"], "test1": ids[7:]}
+    (raw / "j.pkl").write_bytes(pickle.dumps({"split": split, "annotations": anns}))
+    (raw / "classes.txt").write_text("\n".join(f"c{k}" for k in range(14)) + "\n")
+    project_params(tmp_path, **{"datasets.jhmdb14_gt.raw_dir": str(raw),
+                                "datasets.jhmdb14_gt.source.file": "j.pkl",
+                                "datasets.jhmdb14_gt.source.class_names": str(raw / "classes.txt"),
+                                "compute.n_jobs": 1})  # fmt: skip
+    proc = run_python([str(PROJECT_ROOT / "stages" / "ingest.py")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("warning: ingest jhmdb14_gt: 1 split entries name videos that are not in the data: "
+            "1 in split 'train1' (e.g. 'not_a_video')") in proc.stdout.splitlines()

@@ -4,6 +4,7 @@ split numbers a dataset cannot honour are errors; all_splits finds the splits th
 from __future__ import annotations
 
 import copy
+import re
 
 import h5py
 import numpy as np
@@ -432,3 +433,89 @@ def test_all_splits_checks_every_split_before_training_any(tmp_path, tiny_heatma
                                           r"split\(s\) \['train3', 'test3'\]"):
         all_splits.train_all_splits(p, ["jmrn"], root=root, progress=False)
     assert not (root / "models").exists()  # split 1 was not trained first
+
+
+def laughs(levels: int = 9) -> str:
+    """A YAML flow list of ``levels`` nested anchors, each alias list 9 times the previous:
+    9 ** levels strings in all ("billion laughs"), in a few hundred characters."""
+    names = "abcdefghijklmnopqrstuvwxyz"
+    parts = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip(names, names[1:levels], strict=False):
+        parts.append(f"&{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "[" + ", ".join(parts) + "]"
+
+
+def planted(text: str, old: str, new: str) -> str:
+    assert text.count(old) >= 1
+    return text.replace(old, new, 1)
+
+
+def test_nested_yaml_aliases_are_refused_quickly_with_one_line(tmp_path):
+    """A value of nested aliases ran 41 s, took 2.7 GB and ended in a MemoryError traceback:
+    the error message formatted the whole value. Now the loader counts the expanded values
+    and refuses the file at once."""
+    import time
+
+    real = (PROJECT_ROOT / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    synthetic_splits = "splits: {train: train, test: test}"
+    cases = {  # the issue's example: a list of names built from aliases; then variants
+        "also_test": planted(real, synthetic_splits,
+                             "splits: {train: train, test: test, also_test: " + laughs() + "}"),
+        "anchors aside": real + "\nx-anchors: " + laughs() + "\n",  # under an unknown key
+        "a mapping": planted(real, "layout: coco17_neck", "layout: {k: " + laughs(8) + "}"),
+    }  # fmt: skip
+    for name, text in cases.items():
+        path.write_text(text)
+        started = time.perf_counter()
+        with pytest.raises(ParamsError) as caught:
+            load_params(path)
+        assert time.perf_counter() - started < 1.0, name
+        message = str(caught.value)
+        assert "\n" not in message and len(message) < 400, name
+        assert message.startswith(f"{path}: the file expands to ") and "more than 100,000" \
+            in message and "YAML aliases" in message, name  # fmt: skip
+
+
+def test_aliases_that_expand_to_little_are_fine(tmp_path):
+    real = (PROJECT_ROOT / "params.yaml").read_text()
+    text = planted(real, "splits: {train: train, test: test}",
+                   "splits: &plain {train: train, test: test}")  # fmt: skip
+    path = tmp_path / "params.yaml"
+    path.write_text(text + "\nx-reused: [*plain, *plain]\n")
+    with pytest.raises(ParamsError, match="unknown key x-reused"):  # loaded, then checked
+        load_params(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("dataset: x\ndatasets: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 32 levels"),
+    ("dataset: x\ndatasets: [" + "x, " * 1_200 + "x]\n",
+     "the file expands to 1,206 values, more than 1,000 (params.yaml has a few thousand): is "
+     "this the right file?"),  # run with MAX_PARAMS_VALUES = 1000
+    ("dataset: x\ndatasets: {x: {format: pyskl, " + "y" * 300_000 + ": 1}}\n",
+     "larger than 262,144 characters"),
+    ("dataset: x\ndatasets: {? [a, b] : 1}\n", "line 2: a key that is a list; a key is a name"),
+])  # fmt: skip
+def test_what_the_loader_accepts_is_bounded(tmp_path, monkeypatch, text, expected):
+    import time
+
+    monkeypatch.setattr("jmrn.config.MAX_PARAMS_VALUES", 1000)  # to test it without aliases
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(ParamsError, match=re.escape(expected)) as caught:
+        load_params(path)
+    assert time.perf_counter() - started < 2.0
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+
+
+def test_every_message_that_quotes_a_value_is_bounded(tmp_path):
+    long_name = "x" * 100_000
+    message = error(tmp_path, put(params(), "heatmap", {"discretisation": long_name}))
+    assert "heatmap.discretisation = 'xxxx" in message and len(message) < 500
+    message = error(tmp_path, put(params(), "datasets.synthetic.splits.also_test",
+                                  [[list(range(30)) for _ in range(10)]
+                                   for _ in range(10)]))  # fmt: skip
+    assert "datasets.synthetic.splits.also_test = [[[" in message and len(message) < 500
+    message = error(tmp_path, put(params(), "datasets.synthetic.ingest." + long_name, 1))
+    assert "unknown key datasets.synthetic.ingest.xxx" in message and len(message) < 700

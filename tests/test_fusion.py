@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -327,3 +329,41 @@ def test_run_fusion_hands_back_the_scores_of_extra_splits(pose_files):
     assert np.allclose(scores["fused"], apply_fusion(x, weights, l2_normalize=True), atol=1e-6)
     result = fuse_files([*paths, root / "rgb.h5"], trained_here=2, score_splits=("detected",))
     assert set(result["scores"]["detected"]) == {"video_ids", "jmrn", "potion"}  # rgb lacks them
+
+
+def external_file(path, ids, columns, class_names=CLASSES):
+    """An external modality written with a few lines of h5py, as docs/fusion_and_clips.md
+    tells a provider to: ids, logits and class_names, no features."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format_version=1, class_names=list(class_names), model="rgb")
+        f["video_id"] = np.array(ids, dtype="S")
+        f["logits"] = np.random.default_rng(0).normal(size=(len(ids), columns))
+
+
+def test_external_logits_with_the_wrong_number_of_columns_name_the_columns(pose_files):
+    """It was reported as a mismatch with "features" the file never had; now the message
+    says what is wrong with the logits: N columns where the dataset has K classes."""
+    tmp_path, ids, _ = pose_files
+    rgb = tmp_path / "rgb.h5"
+    external_file(rgb, ids, 5)  # the dataset's 3 class names, but 5 columns
+    with pytest.raises(ValueError) as caught:
+        fuse_files([tmp_path / "jmrn.h5", tmp_path / "potion.h5", rgb], trained_here=2)
+    assert str(caught.value) == (f"{rgb}: the logits have 5 columns where the dataset has 3 "
+                                 "classes (its class_names attribute): one column per class, "
+                                 "in that order")  # fmt: skip
+    assert "features" not in str(caught.value)
+    # variant: 5 columns and a class list of its own (another model's 5 classes)
+    external_file(rgb, ids, 5, class_names=[*CLASSES, "d", "e"])
+    with pytest.raises(ValueError, match=re.escape(
+            f"{rgb}: its logits have 5 columns (class_names lists 5) where the dataset has 3 "
+            f"classes ({tmp_path / 'jmrn.h5'}): its class list differs")):  # fmt: skip
+        fuse_files([tmp_path / "jmrn.h5", tmp_path / "potion.h5", rgb], trained_here=2)
+    # variant: one column short, and a class renamed
+    external_file(rgb, ids, 2)
+    with pytest.raises(ValueError, match="the logits have 2 columns where the dataset has 3"):
+        fuse_files([tmp_path / "jmrn.h5", rgb])
+    external_file(rgb, ids, 3, class_names=["a", "B", "c"])
+    with pytest.raises(ValueError, match="rgb.h5: class 1 is 'B' where the dataset's is 'b'"):
+        fuse_files([tmp_path / "jmrn.h5", rgb])
+    external_file(rgb, ids, 3)  # and a correct one fuses
+    assert fuse_files([tmp_path / "jmrn.h5", rgb])["metrics"]["modalities"][-1] == "rgb"

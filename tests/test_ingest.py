@@ -13,6 +13,7 @@ from jmrn import heatmaps_file
 from jmrn.heatmaps import Grid, aggregate, temporal_weights
 from jmrn.heatmaps_file import HeatmapsFile, build_heatmaps
 from jmrn.ingest import (
+    _duplicate,
     _load_checked,
     _reason_kind,
     disjoint_splits_from_params,
@@ -44,7 +45,7 @@ def raw_dir(tmp_path):
     nan = annotation("nan", 1, seed=9)
     nan["keypoint"][0, 3, 2, 0] = np.inf
     unknown = annotation("unknown", 7)
-    dup = annotation("v0", 1)
+    dup = annotation("v0", 0)  # the same id and label, other data
     split = {"train": ["v0", "v1", "v2", "v3", "v4", "short"], "test": ["v5", "v6", "v7", "nan"]}
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -77,7 +78,7 @@ def test_ingest_counts_skips_and_schema(raw_dir, tmp_path):
     assert "too short" in reasons["short"]
     assert "non-finite coordinates" in reasons["nan"]
     assert "unknown label" in reasons["unknown"]
-    assert reasons["v0"] == "duplicate video id"
+    assert reasons["v0"] == f"duplicate video id (first read from {raw_dir / 'd.pkl'}[0])"
     assert report["splits"] == {"train": 5, "test": 3}
     assert report["split_entries_not_kept"] == {"train": 1, "test": 1}
     assert report["videos_per_class"] == {"a": 3, "b": 3, "c": 2}
@@ -339,6 +340,32 @@ def test_non_finite_values_after_conversion_are_a_skip(monkeypatch):
                          num_classes=1, multi_label=False, min_frames=3, frame_tolerance=0.1,
                          max_outside_fraction=0.2, placeholder_xy=None)  # fmt: skip
     assert item.reason == "non-finite values after the layout conversion (coco17 to coco17_neck)"
+
+
+def test_a_kept_id_read_again_with_other_labels_is_an_error_whatever_the_reader():
+    """Readers catch repeated ids where they can; ingest checks every copy it is handed."""
+    kp = np.zeros((3, 1, 17, 3), np.float32)
+    again = Video("v", kp, (240, 320), (2,), "b.json")
+    with pytest.raises(ReadError, match=re.escape("video 'v' appears twice with different "
+                                                  "labels: ['jump'] in a.json and ['run'] in "
+                                                  "b.json")):  # fmt: skip
+        _duplicate(again, (0,), "a.json", ["jump", "sit", "run"])
+    multi = Video("v", kp, (240, 320), (0, 2), "b.json")
+    with pytest.raises(ReadError, match=re.escape("['jump'] in a.json and ['jump', 'run']")):
+        _duplicate(multi, (0,), "a.json", ["jump", "sit", "run"])
+    same = _duplicate(Video("v", kp, (240, 320), (0,), "b.json"), (0,), "a.json", ["jump"])
+    assert same.reason == "duplicate video id (first read from a.json)"
+
+
+@pytest.mark.parametrize("video_id", ["", "   ", None])
+def test_a_video_without_an_id_is_a_skip_whatever_the_reader(video_id):
+    kp = np.full((5, 1, 17, 3), 0.5, np.float32)
+    item = _load_checked({}, load=lambda e: Video(video_id, kp, (240, 320), (0,), "f.json"),
+                         source=get_layout("coco17"), target=get_layout("coco17"),
+                         num_classes=1, multi_label=False, min_frames=3, frame_tolerance=0.1,
+                         max_outside_fraction=0.2, placeholder_xy=None)  # fmt: skip
+    assert item.video_id == "f.json" and item.reason == f"empty video id (the video id: " \
+        f"{video_id!r})"  # fmt: skip
 
 
 def test_confidences_above_one_are_clipped_and_counted(tmp_path):

@@ -6,8 +6,9 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 
-from jmrn.layouts import LAYOUTS, convert, get_layout, layout_from_attrs
+from jmrn.layouts import LAYOUTS, Layout, convert, get_layout, layout_from_attrs
 
 
 def test_coco17_neck_matches_jmrn_internal_order():
@@ -112,3 +113,54 @@ def test_layout_file_errors_name_the_file_and_the_problem(tmp_path, change, mess
         get_layout(str(path))
     with pytest.raises(ValueError, match="does not exist"):
         get_layout(str(tmp_path / "missing.yaml"))
+
+
+def test_conversion_compares_layouts_by_their_joints_not_their_names():
+    """A layout that calls itself jhmdb15 but lists the joints in another order is converted
+    to the built-in jhmdb15 column by column, not passed through because the names match."""
+    jhmdb = get_layout("jhmdb15")
+    reordered = Layout("jhmdb15", jhmdb.joints[::-1], jhmdb.groups, jhmdb.pairs)
+    kp = np.random.default_rng(0).random((3, 1, 15, 3)).astype(np.float32)
+    out = convert(kp, reordered, jhmdb)
+    np.testing.assert_array_equal(out, kp[..., ::-1, :])
+    # variant: two layouts of other names but the same joints are the identity
+    same = Layout("mine", jhmdb.joints, {}, ())
+    assert convert(kp, same, jhmdb) is kp
+    swapped = Layout("coco17", get_layout("coco17").joints[1:] + ("nose",), {}, ())
+    out = convert(np.arange(17 * 3, dtype=np.float32).reshape(1, 17, 3), swapped,
+                  get_layout("coco17"))  # fmt: skip
+    assert out[0, 0, 0] == 16 * 3 and out[0, 1, 0] == 0  # nose was the last column
+
+
+def write_builtin_copy(path, name: str | None, joints: list[str], pairs=None) -> None:
+    """A layout file made from the built-in jhmdb15 with ``joints`` (and ``pairs``)."""
+    jhmdb = get_layout("jhmdb15")
+    data = {"joints": joints, "flip_pairs": [list(p) for p in (pairs or jhmdb.pairs)],
+            "groups": {g: list(v) for g, v in jhmdb.groups.items()}}  # fmt: skip
+    if name is not None:
+        data["name"] = name
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_a_layout_file_may_not_take_a_builtin_name_with_other_content(tmp_path):
+    joints = list(get_layout("jhmdb15").joints)
+    path = tmp_path / "skeleton.yaml"
+    write_builtin_copy(path, "jhmdb15", joints[1:] + joints[:1])
+    with pytest.raises(ValueError, match=re.escape(f"{path}: name 'jhmdb15' is a built-in "
+                                                   "layout's, but the file differs from it in "
+                                                   "its joint order")):  # fmt: skip
+        get_layout(str(path))
+    # variants: the name from the file's stem; other flip pairs; other joints
+    stem = tmp_path / "jhmdb15.yml"
+    write_builtin_copy(stem, None, joints, pairs=[("right_hip", "left_hip")])
+    with pytest.raises(ValueError, match="name 'jhmdb15' is a built-in .* its flip pairs"):
+        get_layout(str(stem))
+    renamed = tmp_path / "other.yaml"
+    write_builtin_copy(renamed, "jhmdb15", ["head"] + joints[1:])
+    with pytest.raises(ValueError, match="in its joints;"):
+        get_layout(str(renamed))
+    # the very same layout under its own name, or under a name of its own, is accepted
+    write_builtin_copy(path, "jhmdb15", joints)
+    assert get_layout(str(path)) == get_layout("jhmdb15")
+    write_builtin_copy(path, "puppet_rev", joints[::-1])
+    assert get_layout(str(path)).joints == tuple(joints[::-1])

@@ -103,3 +103,20 @@ def test_values_of_the_wrong_kind_are_rejected_not_cast(tmp_path, name, value, m
         Logits(minimal(tmp_path / "x.h5", **{name: value}))
     read = Logits(minimal(tmp_path / "ok.h5", labels=np.array([[1, 0], [0, 1]], np.uint8)))
     assert read.labels.dtype == bool and read.labels.sum() == 2
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("logits", np.zeros((2, 4)), r"the logits have 4 columns where the dataset has 2 classes "
+                                 r"\(its class_names attribute\)"),
+    ("logits", np.zeros((3, 2)), "the logits have 3 rows where video_id has 2 ids"),
+    ("logits", np.zeros(2), r"logits has shape \(2,\); it must be \(videos, classes\) = "
+                            r"\(2, 2\)"),
+    ("features", np.zeros((3, 8)), r"features has shape \(3, 8\); it must be \(videos, "
+                                   r"feature dimensions\) with 2 rows"),
+])  # fmt: skip
+def test_each_shape_problem_is_named_on_its_own(tmp_path, name, value, message):
+    """A wrong logits width used to read "2 ids and 2 classes, but logits (2, 4) and features
+    (2, 0)": features the file never had."""
+    with pytest.raises(ValueError, match=message) as caught:
+        Logits(minimal(tmp_path / "x.h5", **{name: value}))
+    assert name == "features" or "features" not in str(caught.value)

@@ -157,3 +157,29 @@ def test_dataset_level_problems_are_errors_naming_the_file(tmp_path):
     (raw / "Charades_v1_test.csv").unlink()
     with pytest.raises(ReadError, match="Charades_v1_test.csv does not exist"):
         charades.index(raw, OPTIONS)
+
+
+def test_pickle_annotations_without_an_id_are_counted_skips(tmp_path):
+    """With a PYSKL pickle, an annotation without frame_dir (or an empty one) is a skip with
+    the reason, not a video 'None' left out as in neither CSV."""
+    import pickle
+
+    raw = fixture(tmp_path, [row("AAAAA", "c001 0 1"), row("BBBBB", "c002 0 1")], [])
+    rng = np.random.default_rng(0)
+
+    def ann(video):
+        return {"frame_dir": video, "img_shape": (240, 320),
+                "keypoint": rng.uniform(10, 200, (1, 5, 17, 2)).astype(np.float32),
+                "keypoint_score": np.full((1, 5, 17), 0.9, np.float32)}  # fmt: skip
+
+    no_id, empty = ann("x"), ann("")
+    del no_id["frame_dir"]
+    (raw / "pose.pkl").write_bytes(pickle.dumps({"split": {}, "annotations":
+                                                 [ann("AAAAA"), ann("BBBBB"), no_id, empty]}))
+    index = charades.index(raw, {})
+    assert index.left_out == {"video in neither Charades CSV": 0}
+    loaded = [charades.load(e) for e in index.entries]
+    reasons = sorted(v.reason for v in loaded if isinstance(v, Skipped))
+    assert reasons == ["annotation has no 'frame_dir' (the video id)",
+                       "empty frame_dir (the video id: '')"]  # fmt: skip
+    assert sorted(v.video_id for v in loaded if isinstance(v, Video)) == ["AAAAA", "BBBBB"]

@@ -187,6 +187,7 @@ def test_matlab_v73_skipped(tmp_path: Path):
         ({"pos_world": pos_img(3)}, "no 'pos_img'"),
         ({"pos_img": pos_img(3)[0]}, "shape"),
         ({"pos_img": np.zeros((3, 15, 4))}, "shape"),
+        ({"pos_img": pos_img(3) * 1j}, "pos_img is not numeric (dtype complex128)"),
     ],
 )
 def test_bad_pos_img_skipped(tmp_path: Path, data: dict, reason: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -414,3 +415,102 @@ def test_frame_sizes_option_errors(tmp_path: Path):
     (raw / "sizes.csv").write_text(HEADER + "small,240,320\n")
     with pytest.raises(ReadError, match="image_size must be"):  # a bad default still fails
         openpose.index(raw, {"image_size": [240], "frame_sizes": "sizes.csv"})
+
+
+REAL_OPENPOSE = ("formats", "openpose_coco18", "clean_and_jerk")
+
+
+def copy_real_frames(shared_data: Path, video_dir: Path, frames=range(20),
+                     numbers=None) -> list[Path]:  # fmt: skip
+    """Real OpenPose frame files ``frames`` of clean_and_jerk into ``video_dir`` (named with
+    ``numbers`` instead, if given); returns the new paths."""
+    real = shared_data.joinpath(*REAL_OPENPOSE)
+    video_dir.mkdir(parents=True)
+    paths = []
+    for frame, number in zip(frames, numbers or frames, strict=True):
+        text = (real / f"clean_and_jerk_{frame:012d}_keypoints.json").read_text()
+        paths.append(video_dir / f"{video_dir.name}_{number:012d}_keypoints.json")
+        paths[-1].write_text(text)
+    return paths
+
+
+@pytest.mark.parametrize("value", ["true", "false", "null", '"170.691"'])
+def test_real_frames_with_json_non_numbers_are_skipped(shared_data: Path, tmp_path: Path,
+                                                       value: str):  # fmt: skip
+    """true/false were taken as 1.0/0.0 (null as NaN, a quoted number as the number): each is
+    a non-numeric value, skipped with the file and person named."""
+    paths = copy_real_frames(shared_data, tmp_path / "lift" / "bad")
+    copy_real_frames(shared_data, tmp_path / "lift" / "good")
+    text = paths[5].read_text()  # the first x of the person
+    paths[5].write_text(re.sub(r'("pose_keypoints_2d":\[)[-\d.e]+', lambda m: m[1] + value,
+                               text, count=1))  # fmt: skip
+    videos = load_all(openpose.index(tmp_path, SIZE))
+    assert isinstance(videos["good"], Video)
+    assert videos["bad"].reason == (f"non-numeric keypoint values (bad_000000000005_keypoints."
+                                    f"json, person 0: {value} is not a JSON number)")  # fmt: skip
+    assert _reason_kind(videos["bad"].reason) == "non-numeric keypoint values"
+
+
+def test_a_json_boolean_among_the_values_of_a_later_person(shared_data: Path, tmp_path: Path):
+    paths = copy_real_frames(shared_data, tmp_path / "lift" / "bad", frames=range(3))
+    data = json.loads(paths[1].read_text())
+    second = list(data["people"][0]["pose_keypoints_2d"])
+    second[-1] = False  # a confidence, in a second person
+    data["people"].append({"pose_keypoints_2d": second})
+    paths[1].write_text(json.dumps(data))
+    (video,) = load_all(openpose.index(tmp_path, SIZE)).values()
+    assert video.reason == ("non-numeric keypoint values (bad_000000000001_keypoints.json, "
+                            "person 1: false is not a JSON number)")  # fmt: skip
+
+
+def test_a_split_file_naming_a_video_not_on_disk_is_a_warning(tmp_path: Path):
+    from jmrn.ingest import missing_videos_warning
+
+    raw = make_dataset(tmp_path / "raw")
+    report = ingest("openpose_json", raw, tmp_path / "k.h5", dataset="op", options=SIZE,
+                    n_jobs=1, min_frames=1, max_skipped_fraction=1.0)  # fmt: skip
+    # nofiles, mixed, body25 and truncated are on disk (skipped); not_on_disk is not
+    assert report["split_entries_not_in_data"] == {"test": {"count": 1,
+                                                            "example": "not_on_disk"}}
+    assert missing_videos_warning(report) == ("warning: ingest op: 1 split entries name "
+                                              "videos that are not in the data: 1 in split "
+                                              "'test' (e.g. 'not_on_disk')")  # fmt: skip
+
+
+def ingest_folders(raw: Path, out: Path, **kw) -> dict:
+    return ingest("openpose_json", raw, out, dataset="op", options=SIZE, n_jobs=1,
+                  max_skipped_fraction=1.0, **kw)  # fmt: skip
+
+
+def test_one_stray_frame_number_is_a_counted_skip_not_a_stretched_video(shared_data: Path,
+                                                                         tmp_path: Path):
+    """Real frames 0-19 and one more file numbered 100000 gave T = 100,001 of which 21 had a
+    pose; now a counted skip naming the gap. Variants: a stray number closer by (50), a
+    video mostly of empty frames, and a short gap that is kept and counted."""
+    raw = tmp_path / "raw"
+    copy_real_frames(shared_data, raw / "lift" / "stray", range(21), [*range(20), 100000])
+    copy_real_frames(shared_data, raw / "lift" / "near", range(21), [*range(20), 50])
+    empty = copy_real_frames(shared_data, raw / "lift" / "empty", range(20))
+    for path in empty[::2] + [empty[1]]:  # 11 of 20 frames without people, no long run
+        path.write_text('{"version":1.3,"people":[]}')
+    copy_real_frames(shared_data, raw / "lift" / "gap", range(20), [*range(15), *range(20, 25)])
+    report = ingest_folders(raw, tmp_path / "k.h5")
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {
+        "stray": "a gap of 99980 empty frames longer than its 21 frames with a pose (frames "
+                 "20..99999 of 100001: a stray frame number?)",
+        "near": "a gap of 30 empty frames longer than its 21 frames with a pose (frames 20..49 "
+                "of 51: a stray frame number?)",
+        "empty": "mostly empty frames (11 of 20 frames have no detected joint; more than 0.5 "
+                 "of them)"}  # fmt: skip
+    assert report["skipped_by_reason"] == {
+        "a gap of N empty frames longer than its N frames with a pose": 2,
+        "mostly empty frames": 1}  # fmt: skip
+    # the kept video's 5 missing frames are counted, and in every joint's missing fraction
+    assert report["kept"] == 1 and report["frames"] == 25 and report["empty_frames"] == 5
+    assert report["empty_frame_fraction"] == 5 / 25
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert kf.keypoints(0).shape[0] == 25 and (kf.keypoints(0)[15:20] == 0).all()
+    nose = report["per_joint"]["nose"]
+    assert report["person_frames"] == 20
+    assert nose["missing_fraction"] == pytest.approx((20 - nose["detected"] + 5) / 25)

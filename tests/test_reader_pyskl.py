@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
+import yaml
+from conftest import write_real_subset
 
-from jmrn.ingest import ingest
+from jmrn.ingest import ingest, ingest_metrics, missing_videos_warning
+from jmrn.keypoints_file import KeypointsFile
+from jmrn.layouts import get_layout
 from jmrn.readers import pyskl
 from jmrn.records import ReadError, Skipped, Video, check_video
 from jmrn.safe_pickle import load_pickle
@@ -222,3 +227,187 @@ def test_frame_sizes_is_an_error_for_a_pickle(tmp_path):
     (tmp_path / "data.pkl").write_bytes(b"not read")
     with pytest.raises(ReadError, match="source.frame_sizes is for OpenPose"):
         pyskl.index(tmp_path, {"frame_sizes": "sizes.csv"})
+
+
+def test_real_videos_with_a_layout_file_named_like_a_builtin(real_jhmdb, tmp_path):
+    """Bring-your-own skeleton.yaml listing JHMDB's joints reversed (and the arrays stored
+    reversed): under the name jhmdb15 it is refused, naming the file; under a name of its
+    own it is converted by joint name, so keypoints.h5's columns are the built-in order."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:4]]
+    for a in anns:
+        a["keypoint"] = a["keypoint"][..., ::-1, :].copy()
+        a["keypoint_score"] = a["keypoint_score"][..., ::-1].copy()
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    jhmdb = get_layout("jhmdb15")
+    skeleton = raw / "skeleton.yaml"
+    groups = {g: list(v) for g, v in jhmdb.groups.items()}
+    skeleton.write_text(yaml.safe_dump({"name": "jhmdb15", "joints": list(jhmdb.joints[::-1]),
+                                        "flip_pairs": [list(p) for p in jhmdb.pairs],
+                                        "groups": groups}))  # fmt: skip
+    options = {"class_names": raw / "classes.txt", "layout": str(skeleton)}
+    with pytest.raises(ReadError, match=re.escape(f"source.layout: {skeleton}: name 'jhmdb15' "
+                                                  "is a built-in layout's")):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1,
+               options=options)  # fmt: skip
+    skeleton.write_text(skeleton.read_text().replace("name: jhmdb15", "name: puppet_rev"))
+    ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", layout="jhmdb15", n_jobs=1,
+           options=options)  # fmt: skip
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert kf.joint_names == list(jhmdb.joints)
+        original = real_jhmdb["annotations"][0]
+        np.testing.assert_array_equal(kf.keypoints(0)[:, 0, :, :2], original["keypoint"][0])
+
+
+def test_real_class_list_with_a_blank_line_is_an_error_naming_the_line(real_jhmdb, tmp_path):
+    """index = line: a blank line inside the list would shift every later class by one."""
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw")
+    classes = raw / "classes.txt"
+    names = classes.read_text().splitlines()
+    classes.write_text("\n".join(names[:1] + [""] + names[1:]) + "\n")  # after "catch"
+    run = {"dataset": "t", "n_jobs": 1, "options": {"class_names": classes}}
+    with pytest.raises(ReadError, match=re.escape(f"class list {classes}, line 2: blank line "
+                                                  "before the class on line 3 ('clap')")):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    classes.write_text("  \t\n" + "\n".join(names) + "\n")  # variant: a first line of spaces
+    with pytest.raises(ReadError, match=r"line 1: blank line before the class on line 2 "
+                                        r"\('catch'\)"):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    classes.write_text("\n".join(names) + "\n\n  \n")  # blank lines at the end: harmless
+    report = ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    assert report["classes"] == 14 and report["videos_per_class"]["clap"] == 6
+
+
+def test_real_videos_without_an_id_are_counted_skips(real_jhmdb, tmp_path):
+    """A PYSKL annotation without frame_dir was kept under the made-up id '<file>[i]', in no
+    split ("kept 10" while the splits held 9); an empty frame_dir was kept with id ''."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:10]]
+    del anns[3]["frame_dir"]
+    anns[5]["frame_dir"] = ""
+    anns[7]["frame_dir"] = " \t"  # variant: blank
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["kept"] == 7 and report["skipped"] == 3 and report["splits"] == {"train": 7}
+    path = raw / "jhmdb.pkl"
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {f"{path}[3]": "annotation has no 'frame_dir' (the video id)",
+                       f"{path}[5]": "empty frame_dir (the video id: '')",
+                       f"{path}[7]": "empty frame_dir (the video id: ' \\t')"}  # fmt: skip
+    assert report["skipped_by_reason"] == {"annotation has no 'frame_dir'": 1,
+                                           "empty frame_dir": 2}  # fmt: skip
+    with KeypointsFile(tmp_path / "k.h5") as kf:
+        assert "" not in kf.video_ids and len(kf.video_ids) == 7
+
+
+def test_real_videos_with_boolean_or_object_arrays_are_skipped(real_jhmdb, tmp_path):
+    """A bool keypoint_score (or keypoint) was cast to 1.0/0.0; an object array of None to
+    NaN: neither is numeric."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:8]]
+    anns[1]["keypoint_score"] = anns[1]["keypoint_score"] > 0.5
+    anns[2]["keypoint"] = anns[2]["keypoint"] > 100
+    anns[3]["keypoint"] = np.full(anns[3]["keypoint"].shape, None, dtype=object)
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    ids = [a["frame_dir"] for a in anns]
+    assert reasons == {ids[1]: "keypoint_score is not a numeric array (dtype bool)",
+                       ids[2]: "keypoint is not a numeric array (dtype bool)",
+                       ids[3]: "keypoint is not a numeric array (dtype object)"}  # fmt: skip
+    assert report["kept"] == 5
+
+
+
+def test_real_video_twice_with_different_labels_is_an_error_naming_both(real_jhmdb, tmp_path):
+    """The first copy was kept and the conflict never mentioned; now it is named."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:6]]
+    video = anns[2]["frame_dir"]
+    anns.append({**anns[2], "label": 2})  # the same clap video, labelled golf
+    raw = write_real_subset(real_jhmdb, tmp_path / "raw", annotations=anns)
+    run = {"dataset": "t", "n_jobs": 1, "options": {"class_names": raw / "classes.txt"}}
+    message = (f"{raw / 'jhmdb.pkl'}: video {video!r} appears twice with different labels: "
+               "1 ('clap') in annotation 2 and 2 ('golf') in annotation 6")
+    with pytest.raises(ReadError, match=re.escape(message)):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    # variant: the first copy is damaged (it would be skipped and the second kept silently)
+    anns[2] = {**anns[2], "keypoint": np.full_like(anns[2]["keypoint"], np.nan)}
+    write_real_subset(real_jhmdb, raw, annotations=anns)
+    with pytest.raises(ReadError, match=re.escape(message)):
+        ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    # an exact copy (same id, label and data) stays a counted duplicate
+    anns[2] = dict(real_jhmdb["annotations"][2])
+    anns[6] = dict(real_jhmdb["annotations"][2])
+    write_real_subset(real_jhmdb, raw, annotations=anns)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", **run)
+    assert report["kept"] == 6 and report["skipped_by_reason"] == {"duplicate video id": 1}
+    assert report["skipped_videos"][0]["reason"] == (f"duplicate video id (first read from "
+                                                     f"{raw / 'jhmdb.pkl'}[2])")  # fmt: skip
+
+
+def write_real_splits(real_jhmdb, raw, anns, split) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "jhmdb.pkl").write_bytes(pickle.dumps({"split": split, "annotations": anns}))
+    write_real_subset(real_jhmdb, raw / "unused")  # just for its classes.txt
+    (raw / "classes.txt").write_text((raw / "unused" / "classes.txt").read_text())
+
+
+def test_real_split_entries_naming_absent_videos_are_a_warning(real_jhmdb, tmp_path):
+    """They were only a number deep in the report; now a warning line with the count and an
+    example, as for empty classes, and the report keeps both."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:6]]
+    ids = [a["frame_dir"] for a in anns]
+    anns[5]["keypoint"] = np.full_like(anns[5]["keypoint"], np.nan)  # skipped: not "absent"
+    split = {"train": ids[:4] + ["jhmdb14_s1_train_9999_clap", "typo"],
+             "test": [ids[4], ids[5], ids[4].upper()]}  # fmt: skip
+    raw = tmp_path / "raw"
+    write_real_splits(real_jhmdb, raw, anns, split)
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5,
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["split_entries_not_kept"] == {"train": 2, "test": 2}
+    assert report["split_entries_not_in_data"] == {
+        "train": {"count": 2, "example": "jhmdb14_s1_train_9999_clap"},
+        "test": {"count": 1, "example": ids[4].upper()}}  # fmt: skip
+    assert missing_videos_warning(report) == (
+        "warning: ingest t: 3 split entries name videos that are not in the data: 2 in split "
+        f"'train' (e.g. 'jhmdb14_s1_train_9999_clap'), 1 in split 'test' (e.g. "
+        f"{ids[4].upper()!r})")  # fmt: skip
+    assert ingest_metrics(report)["split_entries_not_in_data"] == {"train": 2, "test": 1}
+    write_real_splits(real_jhmdb, raw, anns, {"train": ids[:5], "test": ids[5:]})
+    clean = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                   max_skipped_fraction=0.5,
+                   options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert clean["split_entries_not_in_data"] == {} and missing_videos_warning(clean) is None
+
+
+@pytest.mark.parametrize("case", ["all_skipped", "all_absent", "listed_empty"])
+def test_real_empty_test_split_fails_ingest_naming_it(real_jhmdb, tmp_path, case):
+    """An empty test split passed ingest silently and failed training after its first epoch
+    ("need at least one array to concatenate")."""
+    anns = [dict(a) for a in real_jhmdb["annotations"][:8]]
+    ids = [a["frame_dir"] for a in anns]
+    test = {"all_skipped": ids[6:], "all_absent": ["nope_1", "nope_2"], "listed_empty": []}
+    if case == "all_skipped":
+        for a in anns[6:]:
+            a["keypoint"] = np.full_like(a["keypoint"], np.nan)
+    raw = tmp_path / "raw"
+    write_real_splits(real_jhmdb, raw, anns, {"train1": ids[:6], "test1": test[case]})
+    message = {"all_skipped": "has no kept video: of its 2 entries, 2 were skipped and 0 name "
+                              "no video of the data. Skip reasons:\n  2x 'non-finite "
+                              "coordinates'",
+               "all_absent": "has no kept video: of its 2 entries, 0 were skipped and 2 name no "
+                             "video of the data (e.g. 'nope_1')",
+               "listed_empty": "lists no video"}[case]  # fmt: skip
+    with pytest.raises(ReadError, match=re.escape(f"{raw}: split 'test1', which params.yaml "
+                                                  f"uses, {message}")):  # fmt: skip
+        ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+               max_skipped_fraction=0.5, required_splits=("train1", "test1"),
+               options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert not (tmp_path / "k.h5").exists()
+    # a split params.yaml does not use may be empty
+    report = ingest("pyskl", raw, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=0.5, required_splits=("train1",),
+                    options={"class_names": raw / "classes.txt"})  # fmt: skip
+    assert report["splits"] == {"train1": 6, "test1": 0}

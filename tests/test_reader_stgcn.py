@@ -190,6 +190,21 @@ def test_class_names_option(tmp_path: Path):
         stgcn.index(tmp_path / "raw", {"class_names": str(names)})
 
 
+def test_blank_line_inside_a_class_or_subset_list_is_an_error(tmp_path: Path):
+    raw = make_dataset(tmp_path / "raw")
+    names = tmp_path / "classes.txt"
+    names.write_text("jump\n\nrun\n")  # would make run class 1 -> 2 if skipped
+    with pytest.raises(ReadError, match="line 2: blank line before the class on line 3"):
+        stgcn.index(raw, {"class_names": str(names)})
+    subset = tmp_path / "subset.txt"
+    subset.write_text("run\n \n\njump\n\n")  # variant: subset_classes, two blank lines
+    with pytest.raises(ReadError, match=r"subset.txt, line 2: blank line before the class on "
+                                        r"line 4 \('jump'\)"):  # fmt: skip
+        stgcn.index(raw, {"subset_classes": str(subset)})
+    subset.write_text("run\njump\n\n")
+    assert stgcn.index(raw, {"subset_classes": str(subset)}).class_names == ["run", "jump"]
+
+
 @pytest.mark.parametrize(
     ("labels", "match"),
     [
@@ -318,3 +333,63 @@ def test_ingest_sets_joints_beyond_the_normalised_frame_missing(tmp_path: Path):
     reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
     assert reasons["wide"] == ("36 of 36 detected joints outside the 340x256 frame (tolerance "
                                "10%): wrong source.image_size?")  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value"), [("pose", "true"), ("pose", "null"),
+                                              ("score", "false"), ("pose", '"0.51"')])
+def test_real_video_with_json_non_numbers_is_skipped(shared_data: Path, tmp_path: Path,
+                                                     field: str, value: str):  # fmt: skip
+    """true/false were taken as 1.0/0.0 coordinates or scores (null as NaN, a quoted number
+    as the number): skipped as non-numeric, naming the frame_index and the field."""
+    data = json.loads((shared_data / "formats" / "stgcn_json" / "clean_and_jerk.json")
+                      .read_text())  # fmt: skip
+    data["data"], data["label"], data["label_index"] = data["data"][:30], "lift", 0
+    data["data"][7]["skeleton"][0][field][3] = json.loads(value)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "bad.json").write_text(json.dumps(data))
+    data["data"][7]["skeleton"][0][field][3] = 0.5
+    (tmp_path / "val" / "good.json").write_text(json.dumps(data))
+    videos = load_all(stgcn.index(tmp_path, {}))
+    assert isinstance(videos["good"], Video)
+    frame = data["data"][7]["frame_index"]
+    assert videos["bad"].reason == (f"non-numeric pose or score values (frame_index {frame}, "
+                                    f"{field}: {value} is not a JSON number)")  # fmt: skip
+
+
+def test_real_video_with_stray_or_negative_frame_index(shared_data: Path, tmp_path: Path):
+    """A frame_index of 50000 in a real 30-frame video stretched it to T = 50,000; a negative
+    one inserted empty frames before it. Now: a counted skip naming the gap, and a counted
+    skip for the negative index; a short gap is kept with its empty frames counted."""
+    data = json.loads((shared_data / "formats" / "stgcn_json" / "clean_and_jerk.json")
+                      .read_text())  # fmt: skip
+    data["label"], data["label_index"] = "lift", 0
+    frames = data["data"][:30]
+    assert [f["frame_index"] for f in frames] == list(range(30))
+    (tmp_path / "val").mkdir()
+
+    def write(name, indices):
+        changed = [{**f, "frame_index": i} for f, i in zip(frames, indices, strict=True)]
+        (tmp_path / "val" / f"{name}.json").write_text(json.dumps({**data, "data": changed}))
+
+    write("stray", [*range(29), 50000])
+    write("negative", [-5, *range(1, 30)])
+    write("sparse", [*range(0, 60, 2)])  # every other frame: half empty, kept
+    write("gap", [*range(25), *range(30, 35)])  # 5 empty frames, kept
+    report = ingest("stgcn_json", tmp_path, tmp_path / "k.h5", dataset="t", n_jobs=1,
+                    max_skipped_fraction=1.0)  # fmt: skip
+    reasons = {s["video_id"]: s["reason"] for s in report["skipped_videos"]}
+    assert reasons == {
+        "stray": "a gap of 49971 empty frames longer than its 30 frames with a pose (frames "
+                 "29..49999 of 50001: a stray frame number?)",
+        "negative": "negative frame_index (-5)"}  # fmt: skip
+    assert report["kept"] == 2 and report["empty_frames"] == 29 + 5
+    assert report["frames"] == 59 + 35
+
+
+def test_a_video_in_two_label_files_with_different_labels_is_an_error(tmp_path: Path):
+    raw = make_dataset(tmp_path)
+    write_labels(raw / "val_label.json", {"clean": ("jump", 0), "gaps": ("run", 1)})
+    with pytest.raises(ReadError, match=r"video 'gaps' appears twice with different labels: "
+                                        r"label_index 0 in .*train_label.json and 1 in "
+                                        r".*val_label.json"):  # fmt: skip
+        stgcn.index(raw, {})

@@ -37,7 +37,8 @@ def test_clean_video_passes_untouched_with_zero_counts():
     out = check(v)
     assert isinstance(out, Video)
     np.testing.assert_array_equal(out.keypoints, v.keypoints)
-    assert out.stats == {"detected": 170, "outside": 0, "clipped": 0, "placeholders": 0}
+    assert out.stats == {"detected": 170, "outside": 0, "clipped": 0, "placeholders": 0,
+                         "frames": 10, "empty_frames": 0}  # fmt: skip
 
 
 def test_joints_outside_the_frame_are_set_missing_and_counted():
@@ -175,3 +176,30 @@ def test_layout_conversion_of_a_huge_coordinate_cannot_overflow():
     out = check(v)
     neck = convert(out.keypoints, get_layout("coco17"), get_layout("coco17_neck"))
     assert np.isfinite(neck).all() and (neck[..., 17, 2] == 0).all()
+
+
+@pytest.mark.parametrize("empty, reason", [
+    ([5, 6, 7, 8, 9], None),  # half empty, one run as long as the content: kept
+    ([0, 2, 4, 6, 8, 9], "mostly empty frames (6 of 10 frames have no detected joint; more "
+                         "than 0.5 of them)"),
+    ([0, 1, 2, 3, 4, 5], "a gap of 6 empty frames longer than its 4 frames with a pose "
+                         "(frames 0..5 of 10: a stray frame number?)"),  # leading
+    ([4, 5, 6, 7, 8, 9], "a gap of 6 empty frames longer than its 4 frames with a pose "
+                         "(frames 4..9 of 10: a stray frame number?)"),  # trailing
+])  # fmt: skip
+def test_empty_frames_are_counted_and_a_mostly_empty_video_is_skipped(empty, reason):
+    v = video(frames=10, persons=2)
+    v.keypoints[empty, ..., 2] = 0
+    out = check(v)
+    if reason is None:
+        assert isinstance(out, Video) and out.stats["empty_frames"] == len(empty)
+        assert out.stats["frames"] == 10
+    else:
+        assert isinstance(out, Skipped) and out.reason == reason
+
+
+def test_frames_emptied_by_tidying_count_as_empty():
+    v = video(frames=10)
+    v.keypoints[:3, ..., 0] = 10 * WIDTH  # every joint far outside in frames 0-2
+    out = check(v, max_outside_fraction=0.5)
+    assert out.stats["outside"] == 3 * 17 and out.stats["empty_frames"] == 3

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PROJECT_ROOT, TINY_SETTINGS
@@ -315,3 +316,56 @@ def test_input_pipeline_of_issue_14_gives_the_metrics_of_the_old_one(tiny_heatma
     before = run(tiny_heatmaps, tmp_path / "before", settings)
     assert now == before
     assert (tmp_path / "now/model.pt").read_bytes() == (tmp_path / "before/model.pt").read_bytes()
+
+
+@pytest.mark.parametrize("role", ["test", "train", "also_test"])
+def test_an_empty_split_stops_training_before_the_first_epoch(tiny_heatmaps, tmp_path, role):
+    """An empty test split used to pass until the first evaluation ("need at least one array
+    to concatenate"); now the split is named before anything is trained."""
+    import shutil
+
+    import h5py
+
+    heatmaps = tmp_path / "heatmaps.h5"
+    shutil.copy(tiny_heatmaps, heatmaps)
+    with h5py.File(heatmaps, "a") as f:
+        f.create_dataset("splits/empty", data=np.zeros(0, np.int64))
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["splits"] = {**settings["splits"],
+                          **({"also_test": ["empty"]} if role == "also_test"
+                             else {role: "empty"})}  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(f"{heatmaps}: split 'empty', which "
+                                                   "params.yaml asks for, has no video")):
+        run(heatmaps, tmp_path, settings)
+    assert not (tmp_path / "train.json").exists()
+
+
+CPU_ONLY = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="needs a machine without CUDA and MPS")
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "cuda:0", "mps", "gpu0", "cuda:x", ""])
+def test_a_device_the_machine_lacks_is_one_line_naming_the_key(device):
+    """cuda on a CPU-only PyTorch, cuda:7, mps gave full tracebacks in train and logits."""
+    with pytest.raises(ValueError) as caught:
+        train_module.pick_device(device)
+    message = str(caught.value)
+    assert message.startswith(f"compute.device = {device!r}") and "\n" not in message
+    assert "this machine has cpu only (PyTorch " in message
+    assert train_module.pick_device("auto") == torch.device("cpu")
+    assert train_module.pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="needs a machine without CUDA and MPS")
+def test_train_and_logits_stop_at_a_missing_device_before_any_work(tiny_heatmaps, tmp_path):
+    from jmrn.cli import is_user_error
+    from jmrn.predict import write_model_logits
+
+    with pytest.raises(ValueError, match=r"^compute.device = 'cuda:7': this machine has cpu "
+                                         r"only") as caught:  # fmt: skip
+        run(tiny_heatmaps, tmp_path, device="cuda:7")
+    assert is_user_error(caught.value) and not (tmp_path / "train.json").exists()
+    with pytest.raises(ValueError, match=r"^compute.device = 'mps' \(an Apple GPU\): this "
+                                         r"machine has cpu only"):  # fmt: skip
+        write_model_logits(tmp_path / "no_model.pt", tiny_heatmaps, tmp_path / "l.h5",
+                           device="mps")  # fmt: skip

@@ -147,6 +147,9 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
         raise ReadError(f"source.keypoints must be auto, pyskl or openpose, not {source!r}")
     kept, no_row = [], 0
     for entry in entries:
+        if source == "pyskl" and not _has_id(entry):  # pyskl.load skips it, with the reason
+            kept.append({**entry, "_format": source, "labels": (), "_csv": None})
+            continue
         label = labels.get(entry["_video"])
         if label is None:
             no_row += 1
@@ -155,6 +158,13 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
                          "_csv": csv_of[entry["_video"]]})  # fmt: skip
     return SourceIndex(inner.layout, class_names, True, splits, kept, parallel=source != "pyskl",
                        left_out={"video in neither Charades CSV": no_row, **left_out})  # fmt: skip
+
+
+def _has_id(entry: dict) -> bool:
+    """A pickle annotation with a usable video id: one without is a counted skip, not a
+    video "in neither CSV" under the made-up id 'None'."""
+    frame_dir = entry.get("frame_dir")
+    return "_annotation" not in entry and isinstance(frame_dir, str) and bool(frame_dir.strip())
 
 
 def _openpose_index(folder: Path, options: dict, sizes: FrameSizes) -> SourceIndex:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.records import ReadError
 
 # More frames than any video has (an hour at 30 fps): a larger span is a bad frame number, and
@@ -19,11 +20,22 @@ MAX_FRAME_SPAN = 108_000
 
 
 def class_names_from_file(path: str | Path) -> list[str]:
-    """Class names, one per line (index = 0-based line); blank lines are ignored."""
+    """Class names, one per line (index = 0-based line). Blank lines at the end are ignored;
+    one before a class is an error naming the line: skipping it would shift every later
+    class by one, and keeping it would make an unnamed class."""
     path = Path(path)
     if not path.is_file():
         raise ReadError(f"class list {path} does not exist")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if "" in lines:
+        blank = lines.index("")
+        after = next(i for i in range(blank, len(lines)) if lines[i])
+        raise ReadError(f"class list {path}, line {blank + 1}: blank line before the class on "
+                        f"line {after + 1} ({lines[after]!r}); the class index is the line "
+                        "number, so remove the blank line (or name the class)")  # fmt: skip
+    names = lines
     if not names:
         raise ReadError(f"class list {path} is empty")
     if len(set(names)) != len(names):
@@ -55,9 +67,11 @@ def image_size_option(options: dict, default: tuple[int, int] | None) -> tuple[i
     try:
         height, width = (int(s) for s in value)
     except (TypeError, ValueError):
-        raise ReadError(f"image_size must be [height, width], got {value!r}") from None
+        raise ReadError(f"image_size must be [height, width], got "
+                        f"{show_value(value)}") from None  # fmt: skip
     if height <= 0 or width <= 0:
-        raise ReadError(f"image_size must be positive [height, width], got {value!r}")
+        raise ReadError(f"image_size must be positive [height, width], got "
+                        f"{show_value(value)}")  # fmt: skip
     return height, width
 
 
@@ -109,7 +123,7 @@ def frame_sizes_option(raw_dir: Path, options: dict) -> FrameSizes:
         return FrameSizes({}, image_size_option(options, None), None)
     if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
         raise ReadError(f"source.frame_sizes must be the name of a file inside raw_dir "
-                        f"{raw_dir}, got {name!r}")  # fmt: skip
+                        f"{raw_dir}, got {show_value(name)}")  # fmt: skip
     path = Path(raw_dir) / name
     if not path.is_file():
         raise ReadError(f"source.frame_sizes: {path} does not exist")
@@ -145,7 +159,8 @@ def _frame_size(path: Path, where: str, height: object, width: object) -> tuple[
         if isinstance(value, str) and POSITIVE_INT.match(value.strip()):
             value = int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ReadError(f"{path}, {where}: {key} must be a positive integer, got {value!r}")
+            raise ReadError(f"{path}, {where}: {key} must be a positive integer, got "
+                            f"{show_value(value)}")  # fmt: skip
         size.append(value)
     return size[0], size[1]
 
@@ -205,12 +220,36 @@ def _frame_sizes_json(path: Path) -> dict[str, tuple[int, int]]:
             height, width = value["height"], value["width"]
         else:
             raise ReadError(f"{path}, video {video!r}: expected [height, width] or "
-                            f"{{\"height\": h, \"width\": w}}, got {value!r}")  # fmt: skip
+                            f"{{\"height\": h, \"width\": w}}, got "
+                            f"{show_value(value)}")  # fmt: skip
         if isinstance(height, str) or isinstance(width, str):  # "480": a quoted number
             raise ReadError(f"{path}, video {video!r}: height and width must be JSON integers, "
-                            f"got {value!r}")  # fmt: skip
+                            f"got {show_value(value)}")  # fmt: skip
         sizes[video] = _frame_size(path, f"video {video!r}", height, width)
     return sizes
+
+
+def json_numbers(rows: list, text: str,
+                 dtype: type = np.float32) -> np.ndarray | tuple[int | None, str]:  # fmt: skip
+    """``rows`` (lists of values parsed from the JSON ``text``) as a float array, or (the row,
+    what is wrong) where a value is not a JSON number. numpy would silently take
+    ``true``/``false`` as 1/0, ``null`` as NaN and a quoted "12.5" as 12.5: coordinates that
+    were never numbers."""
+    try:
+        array = np.asarray(rows)  # no dtype: text and null show in it, and ragged rows fail
+    except (TypeError, ValueError) as error:
+        return None, f"{type(error).__name__}: {error}"
+    booleans = array.dtype.kind == "b" or (("true" in text or "false" in text) and any(
+        type(v) is bool for row in rows for v in row))  # mixed with numbers: a float array
+    if array.dtype.kind not in "iuf" or booleans:
+        for k, row in enumerate(rows):
+            bad = [v for v in row if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                return k, f"{json.dumps(bad[0])[:40]} is not a JSON number"
+    try:
+        return array.astype(dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        return None, f"{type(error).__name__}: {error}"
 
 
 def pack_persons(frame_of: np.ndarray, persons: np.ndarray, num_frames: int) -> np.ndarray:

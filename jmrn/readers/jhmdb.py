@@ -76,10 +76,9 @@ def load(entry: dict) -> Video | Skipped:
     if "pos_img" not in mat:
         # A truncated compressed file reads this way too: scipy stops at the damaged variable.
         return skip("the .mat file has no 'pos_img' variable (or is truncated before it)")
-    try:
-        pos = np.asarray(mat["pos_img"], dtype=np.float32)
-    except (TypeError, ValueError):
+    if mat["pos_img"].dtype.kind not in "iuf":  # a logical array would read as 1.0 / 0.0
         return skip(f"pos_img is not numeric (dtype {mat['pos_img'].dtype})")
+    pos = np.asarray(mat["pos_img"], dtype=np.float32)
     if pos.ndim != 3 or pos.shape[0] != 2:
         return skip(f"pos_img has shape {pos.shape}, expected (2, joints, frames)")
     xy = pos.transpose(2, 1, 0)  # (T, V, 2)

@@ -14,9 +14,12 @@ Each frame file is ``{"version": ..., "people": [{"pose_keypoints_2d": [x0, y0, 
 key is accepted too). A missing joint is ``0, 0, 0``. 54 numbers per person is the COCO-18
 model (layout ``openpose18``), 75 is BODY_25 (``openpose_body25``). The frame number is the
 last run of digits before ``_keypoints.json``; T spans the first to the last frame number, and
-frames without a file get zero confidence. Persons are not tracked by OpenPose, so within each
-frame they are ordered by mean confidence, descending (ST-GCN's rule); M is the most persons
-in any frame. Confidences slightly above 1 (real output) are left for ``check_video`` to clip.
+frames without a file get zero confidence (empty frames: ingest counts them, and skips a
+video mostly empty or with one run of them longer than its frames with a pose, the sign of a
+stray frame number; ``jmrn.records.MAX_EMPTY_FRACTION``). Persons are not tracked by
+OpenPose, so within each frame they are ordered by mean confidence, descending (ST-GCN's
+rule); M is the most persons in any frame. Confidences slightly above 1 (real output) are
+left for ``check_video`` to clip.
 
 The video id is the video folder name (it must be unique across classes), the label the index
 of its class folder. Without a ``splits`` folder every video is in one split, ``all`` (a class
@@ -48,6 +51,7 @@ from jmrn.readers.common import (
     SPLIT_FILE,
     class_folder_videos,
     frame_sizes_option,
+    json_numbers,
     pack_persons,
     read_test_split_files,
 )
@@ -112,7 +116,8 @@ def read_people(path: Path, entry: dict) -> np.ndarray | str:
     (``entry["values"]`` per person), or why the file cannot be used. Shared by every reader
     of OpenPose output."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text)
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
         return f"cannot parse a frame file ({path.name}: {type(error).__name__}: {error})"
     people = data.get("people") if isinstance(data, dict) else None
@@ -129,10 +134,11 @@ def read_people(path: Path, entry: dict) -> np.ndarray | str:
                     f"has {len(flat)} values = {found}; the dataset's layout "
                     f"{entry['layout']} has {entry['values']})")  # fmt: skip
         values.append(flat)
-    try:
-        poses = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        return f"non-numeric keypoint values ({path.name}: {error})"
+    poses = json_numbers(values, text)
+    if isinstance(poses, tuple):  # text, true/false or null among the numbers
+        k, problem = poses
+        return (f"non-numeric keypoint values ({path.name}"
+                f"{'' if k is None else f', person {k}'}: {problem})")  # fmt: skip
     return poses.reshape(len(values), entry["values"] // 3, 3)
 
 

@@ -9,7 +9,9 @@ the score as a third coordinate of ``keypoint``; that is accepted. Releases with
 A malformed annotation (not a dict, ``frame_dir`` not a string, ``label`` not an integer,
 ``img_shape`` not two positive integers, ``keypoint``/``keypoint_score`` not numeric arrays of
 the right shapes) is a skip naming the field; its video id is its ``frame_dir`` or, without a
-usable one, ``<file>[i]``. ``index`` only reads what parses (joint counts, integer labels).
+usable one, ``<file>[i]``. An annotation without ``frame_dir``, or with an empty (or blank)
+one, is such a skip: a video without an id belongs to no split. ``index`` only reads what
+parses (joint counts, integer labels).
 
 Options: ``file`` (pickle name inside raw_dir; default: its only ``.pkl``), ``class_names``
 (text file, one class per line, index = line), ``layout`` (``auto`` picks a built-in layout
@@ -100,10 +102,36 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     else:  # non-integer labels are skipped by load(), so they do not count here
         labels = [a["label"] for a in dicts if is_integer(a.get("label")) and a["label"] >= 0]
         class_names = [f"class_{k}" for k in range(int(max(labels, default=-1)) + 1)]
+    _check_label_conflicts(annotations, path, class_names)
     entries = [{"_annotation": a, "_source": f"{path}[{i}]"} if not isinstance(a, dict)
                else dict(a, _source=f"{path}[{i}]") for i, a in enumerate(annotations)]
     splits = {str(k): [str(v) for v in vids] for k, vids in splits.items()}
     return SourceIndex(layout, class_names, False, splits, entries, parallel=False)
+
+
+def _check_label_conflicts(annotations: list, path: Path, class_names: list[str]) -> None:
+    """The same frame_dir twice with different labels: which one is right cannot be known,
+    and keeping the first (as a duplicate id would be) silently picks one. An error naming
+    the video and both labels, as the other readers' "appears twice" errors."""
+    first: dict[str, tuple[tuple[int, ...], int]] = {}
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or not isinstance(ann.get("frame_dir"), str):
+            continue
+        if "label" not in ann and "labels" not in ann:
+            continue
+        labels = _labels(ann)
+        if isinstance(labels, str):  # load() skips it with the reason
+            continue
+        labels = tuple(int(k) for k in labels)
+        seen = first.setdefault(ann["frame_dir"], (labels, i))
+        if seen[0] != labels:
+            def named(ks: tuple[int, ...]) -> str:
+                return ", ".join(f"{k} ({class_names[k]!r})" if 0 <= k < len(class_names)
+                                 else str(k) for k in ks) or "none"  # fmt: skip
+            raise ReadError(f"{path}: video {ann['frame_dir']!r} appears twice with different "
+                            f"labels: {named(seen[0])} in annotation {seen[1]} and "
+                            f"{named(labels)} in annotation {i}; keep one copy (or give them "
+                            "different frame_dir)")  # fmt: skip
 
 
 def _array(entry: dict, key: str) -> np.ndarray | str:
@@ -112,9 +140,12 @@ def _array(entry: dict, key: str) -> np.ndarray | str:
     if isinstance(value, (str, bytes, dict)) or value is None:
         return f"{key} is a {type(value).__name__}, not a numeric array"
     try:
-        return np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as error:  # ragged nested lists, objects
+        kind = np.asarray(value).dtype.kind  # no dtype: bools, text and objects show in it
+    except (TypeError, ValueError) as error:  # ragged nested lists
         return f"{key} is not a numeric array ({type(error).__name__}: {error})"
+    if kind not in "iuf":  # a cast would make True 1.0, None NaN and "12.5" 12.5
+        return f"{key} is not a numeric array (dtype {np.asarray(value).dtype})"
+    return np.asarray(value, dtype=np.float32)
 
 
 def _labels(entry: dict) -> tuple[int, ...] | str:
@@ -134,9 +165,13 @@ def load(entry: dict) -> Video | Skipped:
     if "_annotation" in entry:
         return Skipped(source, source, f"annotation is a {type(entry['_annotation']).__name__}, "
                                        "not a dict")  # fmt: skip
-    frame_dir = entry.get("frame_dir", source)
+    if "frame_dir" not in entry:  # no id: it could be in no split, and made-up ids collide
+        return Skipped(source, source, "annotation has no 'frame_dir' (the video id)")
+    frame_dir = entry["frame_dir"]
     if not isinstance(frame_dir, str):
         return Skipped(source, source, f"frame_dir is not a string: {show(frame_dir)}")
+    if not frame_dir.strip():
+        return Skipped(source, source, f"empty frame_dir (the video id: {show(frame_dir)})")
     video_id = frame_dir
 
     def skip(reason: str) -> Skipped:

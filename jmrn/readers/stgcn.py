@@ -11,7 +11,9 @@ A video file is ``{"data": [{"frame_index": i, "skeleton": [{"pose": [x0, y0, ..
 the frame width and height. A pose of 36 numbers is OpenPose COCO-18 (layout ``openpose18``),
 50 is BODY_25 (``openpose_body25``); a video with another length, or with another layout than
 the dataset's, is skipped. Frame indices may start at 0 or 1 and have gaps: T spans the first
-to the last index and missing frames get zero confidence. A joint with score 0 is missing.
+to the last index and missing frames get zero confidence. A negative frame_index is skipped
+(no frame has one); a stray large one leaves a long run of empty frames, which ingest skips
+(``jmrn.records.MAX_EMPTY_FRACTION``). A joint with score 0 is missing.
 Persons are untracked, so within each frame they are ordered by confidence, descending (the
 rule of ST-GCN's feeder); M is the most persons in any frame. ``data: []`` is skipped as an
 empty sequence, ``label_index`` -1 (or absent) as an unknown label.
@@ -40,11 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
+from jmrn.cli import show_value
 from jmrn.layouts import get_layout
 from jmrn.readers.common import (
     MAX_FRAME_SPAN,
     class_names_from_file,
     image_size_option,
+    json_numbers,
     pack_persons,
 )
 from jmrn.readers.openpose import layout_option
@@ -164,6 +168,7 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
     if not split_files:
         raise ReadError(f"no <split>/<video_id>.json files in {raw_dir}")
     entries, splits, seen, pairs = [], {}, {}, []
+    labelled: dict[str, tuple[object, Path]] = {}  # video id -> (label_index, label file)
     has_label_files = False
     for split, files in split_files.items():
         label_path = raw_dir / f"{split}_label.json"
@@ -173,6 +178,12 @@ def index(raw_dir: Path, options: dict) -> SourceIndex:
             k = info.get("label_index")
             if _is_index(k) and k >= 0:
                 pairs.append((k, info.get("label"), f"{label_path} [{video_id!r}]"))
+            first = labelled.setdefault(video_id, (k, label_path))
+            if first[0] != k:  # the same video in two label files: which label is right?
+                raise ReadError(f"video {video_id!r} appears twice with different labels: "
+                                f"label_index {show_value(first[0])} in {first[1]} and "
+                                f"{show_value(k)} in "
+                                f"{label_path}")  # fmt: skip
         for path in files:
             if path.stem in seen:
                 raise ReadError(f"video id {path.stem!r} appears twice: {seen[path.stem]} "
@@ -261,7 +272,8 @@ def load(entry: dict) -> Video | Skipped:
     if not entry.get("has_skeleton", True):
         return skip("has_skeleton is false in its label file")
     try:
-        data = json.loads(Path(source).read_text())
+        text = Path(source).read_text()
+        data = json.loads(text)
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
         return skip(f"cannot parse the JSON file ({type(error).__name__}: {error})")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -302,11 +314,16 @@ def load(entry: dict) -> Video | Skipped:
             frame_of.append(frame["frame_index"])
     if len(set(frame_numbers)) != len(frame_numbers):
         return skip("a frame_index appears twice")
-    try:
-        pose_array = np.asarray(poses, dtype=np.float64).reshape(len(poses), num_joints, 2)
-        score_array = np.asarray(scores, dtype=np.float32).reshape(len(scores), num_joints, 1)
-    except (TypeError, ValueError) as error:
-        return skip(f"non-numeric pose or score values ({error})")
+    if min(frame_numbers) < 0:  # not a frame of the video: it would insert empty frames
+        return skip(f"negative frame_index ({min(frame_numbers)})")
+    pose_array, score_array = json_numbers(poses, text, np.float64), json_numbers(scores, text)
+    for name, array in (("pose", pose_array), ("score", score_array)):
+        if isinstance(array, tuple):  # text, true/false or null among the numbers
+            k, problem = array
+            where = "" if k is None else f"frame_index {frame_of[k]}, "
+            return skip(f"non-numeric pose or score values ({where}{name}: {problem})")
+    pose_array = pose_array.reshape(len(poses), num_joints, 2)
+    score_array = score_array.reshape(len(scores), num_joints, 1)
     height, width = entry["image_size"]
     xy = (pose_array * (width, height)).astype(np.float32)  # normalised -> source pixels
     persons = np.concatenate([xy, score_array], axis=-1)
