@@ -204,6 +204,64 @@ def test_a_queued_sweep_reruns_training_only_and_gives_the_sweep_picture(project
     run(project, "dvc", "exp", "remove", *names)
 
 
+def test_a_tiny_queued_grid_runs_end_to_end_into_the_report(project):
+    """2 seeds x 2 contrastive variants as queued experiments (train@jmrn, 2 epochs): each
+    restores the caches from DVC's run-cache and trains; jmrn.report then gives the two
+    groups and their paired difference, from the experiments' own metrics."""
+    run(project, "dvc", "exp", "remove", "--all-commits")
+    queued = run(project, "dvc", "exp", "run", "--queue", "-S", "train.seed=0,1",
+                 "-S", "contrastive.variant=proposed,none", "train@jmrn")  # fmt: skip
+    names = re.findall(r"Queued experiment '([^']+)'", queued)
+    assert len(names) == 4
+    run(project, "dvc", "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(project, "dvc", "queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert status.count("Success") >= 4, status
+    for name in names:
+        log = run(project, "dvc", "queue", "logs", name)
+        assert ran(log) == {"train@jmrn"} and {"ingest", "heatmaps"} <= restored(log) | \
+            _unchanged(log), log  # fmt: skip
+    exp_show = project / "exp_show.json"
+    exp_show.write_text(_stdout(project, "dvc", "exp", "show", "--json", "--all-commits"))
+    run(project, sys.executable, "-m", "jmrn.report", "--input", str(exp_show),
+        "--json", "grid.json", "--out", "grid")  # fmt: skip
+    result = json.loads((project / "grid.json").read_text())
+    shown = json.loads(exp_show.read_text())
+    top1 = {}
+    for base in shown:
+        for group in base.get("experiments") or []:
+            for rev in group["revs"]:
+                if rev.get("name") in names:
+                    data = rev["data"]
+                    params = data["params"]["params.yaml"]["data"]
+                    key = (params["contrastive"]["variant"], params["train"]["seed"])
+                    metrics = data["metrics"]["metrics/synthetic/train/jmrn.json"]["data"]
+                    top1[key] = metrics["test"]["top1"]
+    groups = {g["params"]["contrastive.variant"]: g for g in result["groups"]}
+    assert set(groups) == {"proposed", "none"}
+    for variant, group in groups.items():
+        values = group["metrics"]["train/jmrn/test/top1"]["values"]
+        assert values == [top1[(variant, 0)], top1[(variant, 1)]]
+    (pair,) = result["pairs"]
+    assert pair["differs"] == "contrastive.variant" and pair["n"] == 2
+    assert pair["metrics"]["train/jmrn/test/top1"]["values"] == pytest.approx(
+        [top1[(pair["b"]["contrastive.variant"], s)] - top1[(pair["a"]["contrastive.variant"], s)]
+         for s in (0, 1)])  # fmt: skip
+    assert (project / "grid/report.png").stat().st_size > 1000
+    exp_show.unlink()
+    (project / "grid.json").unlink()
+    shutil.rmtree(project / "grid")
+    run(project, "dvc", "exp", "remove", *names)
+
+
+def _unchanged(log: str) -> set[str]:
+    return set(re.findall(r"Stage '([^']+)' didn't change, skipping", log))
+
+
 def _stdout(root: Path, *cmd: str) -> str:
     proc = subprocess.run(cmd, cwd=root, env=project_env(root), capture_output=True, text=True,
                           timeout=600)  # fmt: skip

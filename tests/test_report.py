@@ -1,0 +1,220 @@
+"""jmrn.report: a grid of fake experiments with planted values gives the exact means, CIs and
+paired differences, and every kind of experiment it must refuse is refused by name."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+
+import cv2
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+
+from jmrn import report
+
+PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+T4 = 2.7764451051977987  # t(0.975, 4): five seeds
+# planted: JMRN with the joint-contrastive loss over seeds 0-4, and the drop without it
+PROPOSED = [0.70, 0.72, 0.74, 0.76, 0.78]
+DROP = [0.01, 0.02, 0.03, 0.02, 0.02]
+POTION = [0.65, 0.70, 0.70, 0.72, 0.73]
+
+
+def experiment(name: str, *, seed: int, variant: str | None = None, jmrn: float | None = None,
+               potion: float | None = None, finished: bool = True, dataset: str = "jhmdb14_gt",
+               block_variant: str | None = None, raw_hash: str = "aaa.dir",
+               **overrides) -> dict:  # fmt: skip
+    """One finished experiment as `dvc exp show --json` lists it."""
+    params = copy.deepcopy(PARAMS)
+    params["dataset"] = dataset
+    params["train"]["seed"] = seed
+    params["contrastive"]["variant"] = variant
+    if block_variant is not None:
+        params["datasets"][dataset]["contrastive"]["variant"] = block_variant
+    for key, value in overrides.items():
+        section, name_ = key.split("__")
+        params[section][name_] = value
+    metrics = {}
+    for model, top1 in (("jmrn", jmrn), ("potion", potion)):
+        if top1 is not None:
+            metrics[f"metrics/{dataset}/train/{model}.json"] = {"data": {
+                "model": model, "finished": finished, "test": {"top1": top1, "loss": 1.0},
+                "test_best_over_evaluations_paper_style": {"top1": top1 + 0.01}}}
+    metrics[f"metrics/{dataset}/ingest.json"] = {"data": {"kept": 609}}
+    return {"rev": (name * 8)[:40], "name": name,
+            "data": {"rev": (name * 8)[:40], "params": {"params.yaml": {"data": params}},
+                     "metrics": metrics,
+                     "deps": {f"data/raw/{dataset}": {"hash": raw_hash}},
+                     "outs": {f"data/{dataset}/heatmaps.h5": {"hash": "bbb"}}}}  # fmt: skip
+
+
+def exp_show(*revs: dict, other_commit: tuple[dict, ...] = ()) -> list[dict]:
+    commits = [("abc1234" * 5, revs), ("def5678" * 5, other_commit)]
+    return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
+            *[{"rev": commit, "name": "main", "data": {},
+               "experiments": [{"revs": [r], "executor": None, "name": r["name"]}
+                               for r in exps]}
+              for commit, exps in commits if exps]]  # fmt: skip
+
+
+def grid() -> list[dict]:
+    """Seeds 0-4 with the loss (JMRN and PoTion + PAA, as `dvc exp run` of the whole DAG
+    gives) and without it (JMRN only, as `... train@jmrn` gives)."""
+    with_jcl = [experiment(f"p{s}", seed=s, variant="proposed", jmrn=PROPOSED[s],
+                           potion=POTION[s]) for s in range(5)]  # fmt: skip
+    without = [experiment(f"n{s}", seed=s, variant="none", jmrn=PROPOSED[s] - DROP[s])
+               for s in range(5)]  # fmt: skip
+    return with_jcl + without
+
+
+def build(*revs, **kw) -> dict:
+    return report.build(exp_show(*revs), baseline_params=PARAMS, **kw)
+
+
+def test_groups_give_the_planted_mean_std_and_t_interval():
+    out = build(*grid())
+    assert out["differing_params"] == ["contrastive.variant"]
+    groups = {g["params"]["contrastive.variant"]: g for g in out["groups"]}
+    assert set(groups) == {"proposed", "none"} and groups["proposed"]["n"] == 5
+    stats = groups["proposed"]["metrics"]["train/jmrn/test/top1"]
+    std = math.sqrt(0.004 / 4)  # deviations -4, -2, 0, 2, 4 points
+    assert stats["mean"] == pytest.approx(0.74, abs=1e-12)
+    assert stats["std"] == pytest.approx(std, abs=1e-12)
+    half = T4 * std / math.sqrt(5)
+    assert stats["ci95"] == pytest.approx([0.74 - half, 0.74 + half], abs=1e-12)
+    assert stats["values"] == PROPOSED
+    assert "train/potion/test/top1" not in groups["none"]["metrics"]  # never trained there
+    assert "ingest/kept" not in groups["none"]["metrics"]  # not a result metric
+
+
+def test_the_pair_is_the_paired_difference_by_seed_with_its_interval():
+    (pair,) = build(*grid())["pairs"]
+    assert pair["differs"] == "contrastive.variant" and pair["n"] == 5
+    # a is the commit's own value (jhmdb14_gt's block says proposed): b - a = none - proposed
+    assert pair["a"] == {"contrastive.variant": "proposed"}
+    assert pair["b"] == {"contrastive.variant": "none"}
+    stats = pair["metrics"]["train/jmrn/test/top1"]
+    std = math.sqrt(0.0002 / 4)  # the drops' deviations from 0.02: -1, 0, 1, 0, 0 points
+    assert stats["mean"] == pytest.approx(-0.02, abs=1e-12)
+    assert stats["std"] == pytest.approx(std, abs=1e-12)
+    half = T4 * std / math.sqrt(5)
+    assert stats["ci95"] == pytest.approx([-0.02 - half, -0.02 + half], abs=1e-12)
+    # unpaired, the groups' intervals overlap widely; paired, the CI excludes 0
+    assert stats["ci95"][1] < 0
+    assert set(pair["metrics"]) == {"train/jmrn/test/top1",  # not the loss: not a default
+                                    "train/jmrn/test_best_over_evaluations_paper_style/top1"}
+
+
+def test_pairs_use_only_the_seeds_both_groups_have():
+    revs = [r for r in grid() if r["name"] not in ("n3", "p1")]
+    (pair,) = build(*revs)["pairs"]
+    stats = pair["metrics"]["train/jmrn/test/top1"]
+    assert stats["n"] == 3 and stats["values"] == pytest.approx([-0.01, -0.03, -0.02])  # 0, 2, 4
+    assert stats["std"] == pytest.approx(0.01)
+    assert stats["ci95"][1] - stats["mean"] == pytest.approx(
+        4.302652729749464 * 0.01 / math.sqrt(3))  # t(0.975, 2)
+
+
+def test_within_a_group_jmrn_minus_potion_and_the_selection_regret():
+    comps = build(*grid())["comparisons"]
+    gain = next(c for c in comps if c["a"] == "train/potion/test/top1")
+    assert gain["b"] == "train/jmrn/test/top1" and gain["params"]["contrastive.variant"] == \
+        "proposed"  # fmt: skip
+    diffs = [j - p for j, p in zip(PROPOSED, POTION, strict=True)]
+    assert gain["values"] == pytest.approx(diffs) and gain["n"] == 5
+    assert gain["mean"] == pytest.approx(sum(diffs) / 5)
+    custom = build(*grid(), compare=[("train/jmrn/test/top1",
+                                      "train/jmrn/test_best_over_evaluations_paper_style/top1")])
+    assert {c["n"] for c in custom["comparisons"]} == {5}
+    assert all(c["mean"] == pytest.approx(0.01) for c in custom["comparisons"])
+    assert all(c["std"] == pytest.approx(0.0, abs=1e-12) for c in custom["comparisons"])
+
+
+def test_a_value_set_by_override_or_in_the_block_is_one_setting():
+    revs = grid()
+    revs[0] = experiment("p0", seed=0, variant=None, block_variant="proposed",
+                         jmrn=PROPOSED[0], potion=POTION[0])  # fmt: skip
+    groups = build(*revs)["groups"]
+    assert sorted(g["n"] for g in groups) == [5, 5]
+
+
+def test_one_seed_has_no_interval_and_the_markdown_says_only_the_mean():
+    out = build(experiment("a", seed=0, variant="proposed", jmrn=0.7),
+                experiment("b", seed=0, variant="none", jmrn=0.6))
+    stats = out["groups"][0]["metrics"]["train/jmrn/test/top1"]
+    assert stats["std"] is None and stats["ci95"] is None
+    text = report.markdown(out)
+    assert "| 60.0 |" in text or "| 70.0 |" in text
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unfinished", "have not finished: p2 (running"),
+    ("queued", "have not finished: q (queued"),
+    ("failed", "have not finished: f (failed"),
+    ("duplicate", "have the same params"),
+    ("commits", "run from 2 commits"),
+    ("data", "differ in their data: data/raw/jhmdb14_gt has 2 versions"),
+    ("datasets", "of 2 datasets"),
+])  # fmt: skip
+def test_what_cannot_be_compared_is_refused_by_name(case, message):
+    revs, other = grid(), ()
+    if case == "unfinished":
+        revs[2] = experiment("p2", seed=2, variant="proposed", jmrn=0.5, finished=False)
+    elif case == "queued":
+        revs.append({"rev": "q" * 40, "name": "q", "data": {"rev": "q" * 40, "params": {},
+                                                             "metrics": {}}})  # fmt: skip
+    elif case == "failed":
+        revs.append({**experiment("f", seed=9, jmrn=0.1), "error": {"msg": "stage failed"}})
+    elif case == "duplicate":
+        revs.append(experiment("again", seed=1, variant="none", jmrn=0.9))
+    elif case == "commits":
+        other = (experiment("old", seed=7, variant="none", jmrn=0.9),)
+    elif case == "data":
+        revs[5] = experiment("n0", seed=0, variant="none", jmrn=0.7, raw_hash="zzz.dir")
+    elif case == "datasets":
+        revs.append(experiment("s", seed=0, dataset="synthetic", jmrn=0.9))
+    with pytest.raises(report.ReportError, match=message.replace("(", r"\(")):
+        report.build(exp_show(*revs, other_commit=other), baseline_params=PARAMS)
+
+
+def test_unfinished_ones_can_be_left_out_by_choice_and_are_listed():
+    revs = grid()
+    revs[2] = experiment("p2", seed=2, variant="proposed", jmrn=0.5, finished=False)
+    out = build(*revs, skip_unfinished=True)
+    assert out["left_out_unfinished"] == ["p2"]
+    assert {g["n"] for g in out["groups"]} == {4, 5}
+
+
+def test_a_third_setting_pairs_only_with_the_groups_one_param_away():
+    revs = grid() + [experiment(f"b{s}", seed=s, variant="none", jmrn=0.5,
+                                paa__beta=5) for s in range(2)]  # fmt: skip
+    out = build(*revs)
+    assert len(out["groups"]) == 3
+    assert sorted(p["differs"] for p in out["pairs"]) == ["contrastive.variant", "paa.beta"]
+
+
+def test_the_command_writes_markdown_csv_png_and_json(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(exp_show(*grid())))
+    code = report.main(["--input", str(saved), "--out", str(tmp_path / "r"),
+                        "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert set(data) >= {"groups", "pairs", "comparisons", "experiments", "command"}
+    group = data["groups"][0]
+    assert set(group) >= {"params", "n", "metrics"}
+    assert set(group["metrics"]["train/jmrn/test/top1"]) >= {"mean", "std", "ci95"}
+    assert set(data["pairs"][0]) >= {"a", "b", "differs", "n", "metrics"}
+    rows = list(csv.reader((tmp_path / "r/report.csv").read_text().splitlines()))
+    assert rows[0] == ["kind", "setting", "metric", "n", "mean", "std", "ci_low", "ci_high"]
+    pair = next(r for r in rows if r[0] == "pair" and r[2] == "train/jmrn/test/top1")
+    assert pair[1].startswith("contrastive.variant: ") and float(pair[4]) == pytest.approx(-0.02)
+    text = (tmp_path / "r/report.md").read_text()
+    assert "74.0 ± 3.2 [70.1, 77.9]" in text  # planted: 0.74, std 0.0316, CI ± 0.0393
+    assert "-2.0 ± 0.7 [-2.9, -1.1]" in text
+    assert cv2.imread(str(tmp_path / "r/report.png")) is not None
+    assert "74.0 ± 3.2" in capsys.readouterr().out
+    assert report.main(["--input", str(tmp_path / "missing.json")]) == 1
