@@ -1,40 +1,32 @@
-"""Train on every numbered split of the active dataset and write each split's figures and
-their mean: the paper reports HMDB51 and JHMDB as the mean over their three splits.
+"""Queue every numbered split of the active dataset as DVC experiments: the paper reports
+HMDB51 and JHMDB as the mean over their three splits.
 
-    dvc repro heatmaps                         # the cache holds every split
-    python -m jmrn.all_splits [--models jmrn potion]
+    dvc repro heatmaps                          # the cache holds every split
+    python -m jmrn.all_splits --seeds 0 1 2     # queues split x seed experiments
+    dvc queue start -j 1
+    python -m jmrn.report                       # split and train.seed are its replicates
 
-Each split k of ``splits.all`` is trained with the same settings as the train stage (only the
-split names change); without ``splits.all``, every k for which the heatmaps hold both names
-(``splits.train`` and ``.test`` with k for ``{split}``: train1/test1, ...), so no preset needs
-editing. A split number the data lacks is an error before anything is trained. Each split
-goes into models/<dataset>/splits/<k>/<model>.pt (with a checkpoint in
-checkpoints/<dataset>/splits/<k>/, so a killed run resumes),
-metrics/<dataset>/splits/<k>/<model>.json and plots next to them; then
-metrics/<dataset>/splits.json gets, per model, every split's test figures and their mean and
-standard deviation. It is a command, not a DVC stage, so that `dvc repro` trains one split.
+There is one way to run a grid (issue 23): each split k and seed s is the experiment
+``dvc exp run --queue -S split=k -S train.seed=s train@<model>``, which restores ingest and the
+heatmaps from DVC's run-cache and trains; ``python -m jmrn.report`` then averages over the
+replicate keys (``split`` and ``train.seed``), which for one setting is the paper's mean over
+splits, with its confidence interval. Which splits: ``splits.all``, each checked against the
+data, else every k for which the heatmaps hold both names (``splits.train`` and ``.test`` with
+k for ``{split}``: train1/test1, ...), so no preset needs editing. A split the data lacks is an
+error before anything is queued. ``--dry-run`` prints the commands without queueing them.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from jmrn.cli import concise_errors, show_value
-from jmrn.config import (
-    MODELS,
-    ParamsError,
-    dataset_block,
-    load_params,
-    split_names,
-    training_settings,
-)
+from jmrn.config import MODELS, ParamsError, dataset_block, load_params, section, split_names
 from jmrn.heatmaps_file import HeatmapsFile
-from jmrn.io import write_json
-from jmrn.train import train
 
 
 def numbered_splits(params: dict, available: list[str]) -> list[int]:
@@ -84,52 +76,43 @@ def splits_to_train(params: dict, available: list[str]) -> list[int]:
     return list(choices)
 
 
-def train_all_splits(params: dict, models: list[str], root: str | Path = ".",
-                     progress: bool = True) -> dict:  # fmt: skip
-    """Train ``models`` on every split of the active dataset; returns the splits summary."""
-    root, name = Path(root), params["dataset"]
-    heatmaps = root / f"data/{name}/heatmaps.h5"
-    if not heatmaps.exists():
-        raise FileNotFoundError(f"{heatmaps} does not exist: run `dvc repro heatmaps` first")
-    with HeatmapsFile(heatmaps) as hf:
-        available = list(hf.splits)
-    choices = splits_to_train(params, available)
-    summary: dict[str, dict] = {}
-    for model in models:
-        per_split = {}
-        for k in choices:
-            out, scores = root / f"models/{name}/splits/{k}", root / f"metrics/{name}/splits/{k}"
-            metrics = train(heatmaps, training_settings(params, model, k),
-                            model_path=out / f"{model}.pt",
-                            checkpoint_path=root / f"checkpoints/{name}/splits/{k}/{model}.pt",
-                            stage=f"all_splits {model} split {k}",
-                            metrics_path=scores / f"{model}.json",
-                            per_class_path=scores / f"{model}_per_class.json",
-                            plots_dir=root / f"plots/{name}/splits/{k}/{model}",
-                            device=params["compute"]["device"],
-                            loader_workers=params["compute"]["loader_workers"],
-                            progress=progress)  # fmt: skip
-            per_split[f"split{k}"] = {key: v for key, v in metrics["test"].items() if key != "loss"}
-        keys = list(next(iter(per_split.values())))
-        values = {key: [s[key] for s in per_split.values()] for key in keys}
-        summary[model] = {
-            **per_split,
-            "mean": {key: float(np.mean(v)) for key, v in values.items() if None not in v},
-            "std": {key: float(np.std(v)) for key, v in values.items() if None not in v},
-        }
-    write_json(root / f"metrics/{name}/splits.json", summary)
-    return summary
+def queue_commands(params: dict, available: list[str], seeds: list[int], models: list[str],
+                   copy_paths: list[str]) -> list[list[str]]:  # fmt: skip
+    """The ``dvc exp run --queue`` command of every split to train (``splits_to_train``) and
+    seed, training ``models``; ``copy_paths`` (untracked raw data, e.g. a symlink) go with
+    each experiment's temporary copy."""
+    copies = [arg for path in copy_paths for arg in ("-C", path)]
+    targets = [f"train@{m}" for m in models]
+    return [["dvc", "exp", "run", "--queue", *copies, "-S", f"split={k}",
+             "-S", f"train.seed={seed}", *targets]
+            for k in splits_to_train(params, available) for seed in seeds]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=["jmrn"])
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: the params' train.seed")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     concise_errors("all_splits")
-    summary = train_all_splits(load_params(), args.models)
-    for model, result in summary.items():
-        print(model, {split: round(v.get("top1", v.get("mAP", 0.0)), 4)
-                      for split, v in result.items() if split != "std"})  # fmt: skip
+    params = load_params()
+    name = params["dataset"]
+    heatmaps = Path(f"data/{name}/heatmaps.h5")
+    if not heatmaps.exists():
+        raise FileNotFoundError(f"{heatmaps} does not exist: run `dvc repro heatmaps` first")
+    with HeatmapsFile(heatmaps) as hf:
+        available = list(hf.splits)
+    raw = Path(dataset_block(params)["raw_dir"])
+    seeds = args.seeds if args.seeds is not None else [section(params, "train")["seed"]]
+    commands = queue_commands(params, available, seeds, args.models,
+                              [str(raw)] if raw.exists() else [])  # fmt: skip
+    for command in commands:
+        print(shlex.join(command))
+        if not args.dry_run:
+            subprocess.run(command, check=True)
+    if not args.dry_run:
+        print(f"queued {len(commands)} experiment(s): run them with `dvc queue start -j 1`, "
+              "then `python -m jmrn.report` (split and train.seed are its replicates)")
 
 
 if __name__ == "__main__":

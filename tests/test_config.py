@@ -7,7 +7,6 @@ import copy
 import re
 
 import h5py
-import numpy as np
 import pytest
 import yaml
 from conftest import PROJECT_ROOT
@@ -415,24 +414,25 @@ def numbered_project(tmp_path, tiny_heatmaps, splits: dict) -> tuple:
     return root, p
 
 
-def test_all_splits_trains_every_numbered_split_of_the_data(tmp_path, tiny_heatmaps):
-    root, p = numbered_project(tmp_path, tiny_heatmaps,
-                               {"train": "train{split}", "test": "test{split}", "split": 1})
-    summary = all_splits.train_all_splits(p, ["jmrn"], root=root, progress=False)["jmrn"]
-    assert set(summary) == {"split1", "split2", "mean", "std"}
-    tops = [summary[f"split{k}"]["top1"] for k in (1, 2)]
-    assert summary["mean"]["top1"] == pytest.approx(np.mean(tops))
-    assert (root / "models/synthetic/splits/2/jmrn.pt").exists()
+def test_all_splits_queues_every_numbered_split_of_the_data_and_seed(tmp_path, tiny_heatmaps):
+    _, p = numbered_project(tmp_path, tiny_heatmaps,
+                            {"train": "train{split}", "test": "test{split}", "split": 1})
+    commands = all_splits.queue_commands(p, ["train1", "test1", "train2", "test2"], [0, 1],
+                                         ["jmrn", "potion"], ["data/raw/x"])  # fmt: skip
+    assert [c[c.index("-S") + 1] + " " + c[c.index("-S") + 3] for c in commands] == [
+        "split=1 train.seed=0", "split=1 train.seed=1", "split=2 train.seed=0",
+        "split=2 train.seed=1"]  # fmt: skip
+    assert commands[0][:7] == ["dvc", "exp", "run", "--queue", "-C", "data/raw/x", "-S"]
+    assert commands[0][-2:] == ["train@jmrn", "train@potion"]
 
 
-def test_all_splits_checks_every_split_before_training_any(tmp_path, tiny_heatmaps):
-    root, p = numbered_project(tmp_path, tiny_heatmaps, {"train": "train{split}",
-                                                         "test": "test{split}", "split": 1,
-                                                         "all": [1, 3]})  # fmt: skip
+def test_all_splits_checks_every_split_before_queueing_any(tmp_path, tiny_heatmaps):
+    _, p = numbered_project(tmp_path, tiny_heatmaps, {"train": "train{split}",
+                                                      "test": "test{split}", "split": 1,
+                                                      "all": [1, 3]})  # fmt: skip
     with pytest.raises(ParamsError, match=r"splits.all asks for split 3, but the data has no "
                                           r"split\(s\) \['train3', 'test3'\]"):
-        all_splits.train_all_splits(p, ["jmrn"], root=root, progress=False)
-    assert not (root / "models").exists()  # split 1 was not trained first
+        all_splits.queue_commands(p, ["train1", "test1"], [0], ["jmrn"], [])
 
 
 def laughs(levels: int = 9) -> str:
