@@ -257,6 +257,7 @@ def test_training_iterates_the_prefetching_loader(tiny_heatmaps, tmp_path, monke
                        checkpoint_path=tmp_path / "c.pt", metrics_path=tmp_path / "m.json",
                        per_class_path=tmp_path / "p.json", plots_dir=tmp_path / "plots",
                        progress=False)  # fmt: skip
-    # the epoch, its evaluation (validation, test) and the final test evaluation
-    assert len(loaders) == 4 and all(isinstance(x, Prefetcher) for x in loaders)
+    # the epoch, its evaluation (validation, test), the averaged weights' evaluation
+    # (validation, test: jmrn.selection's `average` rule) and the final test evaluation
+    assert len(loaders) == 6 and all(isinstance(x, Prefetcher) for x in loaders)
     assert not [t for t in threading.enumerate() if t.name == "jmrn-prefetch"]
