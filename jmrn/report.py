@@ -47,7 +47,6 @@ import csv
 import fnmatch
 import json
 import math
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -56,7 +55,13 @@ from typing import Any
 import numpy as np
 
 from jmrn.io import atomic_path, write_json
-from jmrn.sweep import effective_params
+from jmrn.sweep import (
+    effective_params,
+    exp_show_json,
+    one_commit,
+    only_values,
+    parse_value,
+)
 
 REPLICATES = ("train.seed", "split")
 DEFAULT_METRICS = (
@@ -199,12 +204,10 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     if not experiments:
         raise ReportError(f"no finished experiment of dataset {dataset!r}"
                           + (f" with {only}" if only else ""))  # fmt: skip
-    commits = sorted({e["commit"] for e in experiments})
-    if len(commits) > 1:
-        counts = {c[:7]: sum(e["commit"] == c for e in experiments) for c in commits}
-        raise ReportError(f"the experiments were run from {len(commits)} commits (experiments "
-                          f"per commit: {counts}), whose code may differ; pick one with --rev "
-                          f"(e.g. --rev {commits[-1][:7]})")  # fmt: skip
+    try:
+        commit = one_commit([e["commit"] for e in experiments])
+    except ValueError as err:
+        raise ReportError(str(err)) from None
     _check_same_data(experiments)
     unknown = [k for k in replicates if k not in experiments[0]["flat"]]
     if unknown:
@@ -221,7 +224,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     base = {k: json.loads(v) for k, v in effective_params(baseline_params).items()
             if k != "dataset"} if baseline_params else {}  # fmt: skip
     return {
-        "dataset": dataset, "commit": commits[0], "replicates": list(replicates),
+        "dataset": dataset, "commit": commit, "replicates": list(replicates),
         "differing_params": differing,
         "groups": [_group_summary(g) for g in groups],
         "pairs": _pairs(groups, base),
@@ -469,21 +472,6 @@ def write(report: dict, out: Path | None, json_path: Path | None, command: str =
     return written
 
 
-def exp_show_json() -> list[dict]:
-    cmd = ["dvc", "exp", "show", "--json", "--all-commits"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ReportError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[:500]}")
-    return json.loads(proc.stdout)
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jmrn.report",
                                      description=__doc__.split("\n")[0])  # fmt: skip
@@ -506,12 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for report.md, .csv and .png")
     parser.add_argument("--json", type=Path, dest="json_path", help="the report as JSON")
     args = parser.parse_args(argv)
-    only = {}
-    for item in args.only:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--only takes KEY=VALUE, not {item!r}")
-        only[key] = _value(value)
+    only = {k: parse_value(v) for k, v in only_values(parser, args.only).items()}
     command = "python -m jmrn.report " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
         data = json.loads(args.input.read_text()) if args.input else exp_show_json()
@@ -525,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                        rev=args.rev, only=only,
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
                        skip_unfinished=args.skip_unfinished, baseline_params=baseline)
-    except (ReportError, OSError, json.JSONDecodeError) as err:
+    except (ReportError, RuntimeError, OSError, json.JSONDecodeError) as err:
         print(f"jmrn.report: error: {err}", file=sys.stderr)
         return 1
     if report["left_out_unfinished"]:

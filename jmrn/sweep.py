@@ -93,7 +93,7 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         if rev and not exp["baseline"].startswith(rev):
             continue
         flat = effective_params(exp["params"])
-        if any(flat.get(k) != json.dumps(_parse(v), sort_keys=True) for k, v in only.items()):
+        if any(flat.get(k) != json.dumps(parse_value(v), sort_keys=True) for k, v in only.items()):
             continue
         path = f"metrics/{flat['dataset']}/train/{model}.json"
         found = _metric(exp["metrics"], path, metric)
@@ -110,12 +110,7 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
     rows = [r for r in rows if r["flat"]["dataset"] == dataset]
     if not rows:
         raise ValueError(f"no finished experiment of dataset {dataset!r} (found {datasets})")
-    baselines = sorted({r["baseline"] for r in rows})
-    if len(baselines) > 1:
-        counts = {b[:7]: sum(r["baseline"] == b for r in rows) for b in baselines}
-        raise ValueError(f"the experiments of {dataset!r} were run from {len(baselines)} commits "
-                         f"(experiments per commit: {counts}), whose code may differ; pick one "
-                         f"with --rev (e.g. --rev {baselines[0][:7]})")  # fmt: skip
+    baselines = one_commit([r["baseline"] for r in rows], f"the experiments of {dataset!r}")
     differing = sorted(k for k in rows[0]["flat"] if k not in SWEPT
                        and len({r["flat"].get(k) for r in rows}) > 1)  # fmt: skip
     if differing:
@@ -134,11 +129,24 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         raise ValueError(f"several experiments have the same beta, gamma and seed: {duplicates}; "
                          "remove the extra ones (`dvc exp remove <name>`)")  # fmt: skip
     return {"dataset": dataset, "model": model, "metric": rows[0]["metric"],
-            "commit": baselines[0],
+            "commit": baselines,
             "rows": sorted(table, key=lambda r: (r["gamma"], r["beta"], r["seed"]))}  # fmt: skip
 
 
-def _parse(value: str) -> Any:
+def one_commit(commits: list[str], what: str = "the experiments") -> str:
+    """The one commit ``commits`` (one per experiment) share; experiments of several commits,
+    whose code may differ, are an error that says how to pick one."""
+    found = sorted(set(commits))
+    if len(found) > 1:
+        counts = {c[:7]: commits.count(c) for c in found}
+        raise ValueError(f"{what} were run from {len(found)} commits (experiments per commit: "
+                         f"{counts}), whose code may differ; pick one with --rev (e.g. --rev "
+                         f"{found[-1][:7]})")  # fmt: skip
+    return found[0]
+
+
+def parse_value(value: str) -> Any:
+    """A command-line value as JSON where it parses (4, true, [1, 2]), else the text."""
     try:
         return json.loads(value)
     except json.JSONDecodeError:
@@ -245,6 +253,17 @@ def write(sweep: dict, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def only_values(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """``--only KEY=VALUE`` options as {key: value text}; anything else is a usage error."""
+    only = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--only takes KEY=VALUE, not {item!r}")
+        only[key] = value
+    return only
+
+
 def exp_show_json() -> list[dict]:
     cmd = ["dvc", "exp", "show", "--json", "--all-commits"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -268,12 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "when they come from several")  # fmt: skip
     parser.add_argument("--out", type=Path, help="default: plots/<dataset>/sweep")
     args = parser.parse_args(argv)
-    only = {}
-    for item in args.only:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--only takes KEY=VALUE, not {item!r}")
-        only[key] = value
+    only = only_values(parser, args.only)
     data = json.loads(args.input.read_text()) if args.input else exp_show_json()
     try:
         sweep = collect(data, dataset=args.dataset, model=args.model, metric=args.metric,
