@@ -379,6 +379,7 @@ COMPUTE: dict[str, Check | OptionalKey] = {
     "n_jobs": n_jobs,
     "loader_workers": COUNT,
     "device": device,
+    "precision": one_of("auto", "fp32", "bf16"),  # jmrn.precision
 }
 TOP_LEVEL: dict[str, Check | OptionalKey] = {
     "dataset": dataset_name,  # a key of datasets

@@ -20,8 +20,10 @@ from jmrn.data import HeatmapDataset
 from jmrn.heatmaps_file import HeatmapsFile
 from jmrn.logits_file import write_logits
 from jmrn.models import build_model
+from jmrn.precision import autocast
+from jmrn.precision import resolve as resolve_precision
 from jmrn.progress import announce_total
-from jmrn.train import autocast, pick_device
+from jmrn.train import pick_device
 
 
 def load_model(model_path: str | Path, num_channels: int,
@@ -37,7 +39,7 @@ def load_model(model_path: str | Path, num_channels: int,
 @torch.no_grad()
 def predict(model: torch.nn.Module, heatmaps_path: str | Path, rows: np.ndarray,
             settings: dict, device: torch.device, batch_size: int = 64, workers: int = 0,
-            progress: Callable[[int], None] | None = None,
+            progress: Callable[[int], None] | None = None, precision: str = "fp32",
             ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(logits (N, K), features (N, F)) of ``rows`` of a heatmaps.h5, float32.
 
@@ -49,7 +51,7 @@ def predict(model: torch.nn.Module, heatmaps_path: str | Path, rows: np.ndarray,
                              train=False)  # fmt: skip
     logits, features = [], []
     for x, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        with autocast(device):
+        with autocast(device, precision):
             out = model(x.to(device))
         logits.append(out.logits.float().cpu().numpy())
         features.append(out.features.float().cpu().numpy())
@@ -66,12 +68,14 @@ def params_hash(saved_settings: dict, heatmaps_attrs: dict) -> str:
 
 
 def write_model_logits(model_path: str | Path, heatmaps_path: str | Path,
-                       out_path: str | Path, *, device: str = "auto", batch_size: int = 64,
+                       out_path: str | Path, *, device: str = "auto", precision: str = "auto",
+                       batch_size: int = 64,
                        workers: int = 0,
                        progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
     """Logits and features of every row (every video, or every clip) of every split -> a
     logits file (jmrn/logits_file.py). Returns a summary for the stage's report."""
     dev = pick_device(device)
+    used, _ = resolve_precision(precision, dev)
     with HeatmapsFile(heatmaps_path) as hf:
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                  for k, v in hf.file.attrs.items()}  # fmt: skip
@@ -85,7 +89,7 @@ def write_model_logits(model_path: str | Path, heatmaps_path: str | Path,
                          "logits file uses for the validation rows; rename it")  # fmt: skip
     splits["model_selection"] = saved["model_selection_rows"].numpy()
     logits, features = predict(model, heatmaps_path, np.arange(len(ids)), saved["settings"],
-                               dev, batch_size, workers, progress)  # fmt: skip
+                               dev, batch_size, workers, progress, used)  # fmt: skip
     parents = [i.rsplit("#", 1)[0] for i in ids] if unit == "clip" else None
     name = saved["settings"]["model"]["name"]
     write_logits(out_path, dataset=str(attrs["dataset"]), model=name,
@@ -94,4 +98,4 @@ def write_model_logits(model_path: str | Path, heatmaps_path: str | Path,
                  labels=labels, splits=splits, parent_ids=parents)  # fmt: skip
     return {"model": name, "rows": len(ids), "unit": unit, "classes": len(class_names),
             "feature_dim": int(features.shape[1]),
-            "splits": {k: len(v) for k, v in splits.items()}}  # fmt: skip
+            "splits": {k: len(v) for k, v in splits.items()}, "precision": used}  # fmt: skip

@@ -2,8 +2,9 @@
 
 One function, ``train``, does the whole job for the stage: data, model, optimiser, the epoch
 loop with two augmented views per sample, evaluation, model selection, checkpoints and
-resumption, and the files DVC reads. It runs on CUDA (bf16 autocast) when present, else on
-the CPU, and under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+resumption, and the files DVC reads. It runs on CUDA when present, else on
+the CPU, in the precision ``compute.precision`` resolves to (``jmrn.precision``: fp32, or bf16
+autocast), and under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
 
 Decisions (method.md §10), each written where the code makes it:
 * Both views go through the network in one batch of 2B (shared BatchNorm statistics) and the
@@ -58,7 +59,6 @@ model; and ``dvc repro -f`` is meant to retrain. The finished model is ``model_p
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -92,6 +92,8 @@ from jmrn.layouts import layout_from_attrs
 from jmrn.losses import classification_loss, contrastive_weight, joint_contrastive_loss
 from jmrn.metrics import multi_label_metrics, single_label_metrics
 from jmrn.models import build_model
+from jmrn.precision import autocast
+from jmrn.precision import resolve as resolve_precision
 from jmrn.progress import StageClock
 from jmrn.selection import RULES, Selection, evaluation_epochs, spearman
 from jmrn.visualise import write_joint_weights_png
@@ -145,7 +147,7 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
 # The modules whose code decides what an epoch computes: a checkpoint written by other code
 # is not resumed (a killed run, then an edit to the model, must not mix old and new epochs).
 TRAINING_CODE = ("train.py", "models.py", "augment.py", "losses.py", "data.py", "heatmaps.py",
-                 "heatmaps_file.py", "metrics.py", "selection.py")  # fmt: skip
+                 "heatmaps_file.py", "metrics.py", "selection.py", "precision.py")  # fmt: skip
 
 
 def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
@@ -179,21 +181,15 @@ def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {name!r} (adam | adamw | sgd)")
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: Iterable, device: torch.device,
-             multi_label: bool) -> dict:  # fmt: skip
+             multi_label: bool, precision: str = "fp32") -> dict:  # fmt: skip
     """One forward per video (view 1, no augmentation): loss, scores, targets, joint weights."""
     model.eval()
     total, count, scores, targets, weights = 0.0, 0, [], [], []
     for x, t in loader:
         x, t = x.to(device, non_blocking=True), t.to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, precision):
             out = model(x)
         logits = out.logits.float()
         total += float(classification_loss(logits, t, multi_label)) * len(x)
@@ -291,11 +287,11 @@ def two_views(x: torch.Tensor, t: torch.Tensor, paa: dict, layout,
 
 def model_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, views: torch.Tensor,
                view_targets: torch.Tensor, t: torch.Tensor, multi_label: bool,
-               jcl_weight: float, contrastive: dict,
-               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+               jcl_weight: float, contrastive: dict, epoch: int,
+               precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Forward of the views, the losses, backward and the optimiser step: everything of a
     training step that is the model's. Returns (loss, classification loss), still tensors."""
-    with autocast(views.device):
+    with autocast(views.device, precision):
         out = net(views)
     cls = classification_loss(out.logits.float(), view_targets, multi_label)
     if jcl_weight > 0:
@@ -325,6 +321,7 @@ def train(
     per_class_path: str | Path,
     plots_dir: str | Path,
     device: str = "auto",
+    precision: str = "auto",
     loader_workers: int = 0,
     progress: bool = True,
     stage: str = "training",
@@ -340,6 +337,7 @@ def train(
     rank, world = 0, 1
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local_rank)
+    used, why = resolve_precision(precision, dev)
     if distributed:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -348,17 +346,21 @@ def train(
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     try:
-        return _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress,
-                      Path(model_path), Path(checkpoint_path), Path(metrics_path),
-                      Path(per_class_path), Path(plots_dir), clock)  # fmt: skip
+        if rank == 0:
+            print(f"{stage}: {used} ({why})", file=sys.stderr)
+        return _train(heatmaps_path, settings, dev, {"used": used, "reason": why}, rank, world,
+                      loader_workers, progress, Path(model_path), Path(checkpoint_path),
+                      Path(metrics_path), Path(per_class_path), Path(plots_dir),
+                      clock)  # fmt: skip
     finally:
         if distributed:
             dist.destroy_process_group()
 
 
-def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, model_path,
-           checkpoint_path, metrics_path, per_class_path, plots_dir,
+def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_workers, progress,
+           model_path, checkpoint_path, metrics_path, per_class_path, plots_dir,
            clock: StageClock) -> dict:  # fmt: skip
+    precision = precision_info["used"]
     t_set, m_set, c_set, p_set = (settings[k] for k in ("train", "model", "contrastive", "paa"))
     seed = int(t_set["seed"])
     ap = t_set.get("ap", "charades")  # the multi-label AP: charades | voc (AVA)
@@ -427,7 +429,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     if t_set.get("videos_per_class") and multi_label:
         raise ValueError("train.videos_per_class (class-aware batches) needs single-label "
                          "data: set it to 0 for this dataset")  # fmt: skip
-    key = fingerprint(settings, heatmaps_path)
+    key = fingerprint({**settings, "precision": precision}, heatmaps_path)
     state = {"epoch": 0, "history": [], "selection": selection.state_dict()}
     saved = resume_checkpoint(checkpoint_path, {"model": model, "optimizer": optimizer,
                                                 "scheduler": scheduler},
@@ -465,7 +467,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
             x, t = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True)
             views, view_targets = two_views(x, t, p_set, layout, augment_rng)
             loss, cls = model_step(net, optimizer, views, view_targets, t, multi_label,
-                                   jcl_weight, c_set, epoch)  # fmt: skip
+                                   jcl_weight, c_set, epoch, precision)  # fmt: skip
             sums += (loss.item() * len(x), cls.item() * len(x), len(x))
             batches.set_postfix(loss=f"{sums[0] / sums[2]:.3f}")
         record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]),
@@ -476,8 +478,8 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
         if evaluate_now:
             eval_start = time.perf_counter()
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
-                                          class_names, per_rank, loader_workers,
-                                          ap))  # fmt: skip
+                                          class_names, per_rank, loader_workers, ap,
+                                          precision))  # fmt: skip
             scheduler.step(record["val_loss"])
             selection.observe(epoch + 1, record["val_metric"], record["val_loss"],
                               model.state_dict())  # fmt: skip
@@ -498,7 +500,7 @@ def _train(heatmaps_path, settings, dev, rank, world, loader_workers, progress, 
     result = _finish(model, state, selection, val_set, test_set, dev, multi_label, class_names,
                      joint_names, settings, per_rank, loader_workers, rank, model_path,
                      metrics_path, per_class_path, plots_dir, val_idx, extra_sets,
-                     ap)  # fmt: skip
+                     ap, precision_info)  # fmt: skip
     if rank == 0:  # every output is written: the checkpoint has served (module docstring)
         checkpoint_path.unlink(missing_ok=True)
     return result
@@ -546,12 +548,13 @@ def _train_figures(record: dict) -> dict:
 
 
 def _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names, batch,
-                    workers, ap) -> dict:  # fmt: skip
+                    workers, ap, precision) -> dict:  # fmt: skip
     """Validation and test figures of the current weights (every rank computes them: cheap,
     and it keeps the scheduler identical on every rank)."""
     record = {}
     for name, dataset in (("val", val_set), ("test", test_set)):
-        result = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
+        result = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label,
+                          precision)  # fmt: skip
         metrics = score(result, multi_label, class_names, ap)
         record[f"{name}_loss"] = float(result["loss"])
         record[f"{name}_metric"] = float(main_metric(metrics, multi_label))
@@ -573,7 +576,8 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, key: 
 
 
 def selection_figures(model, selection: Selection, history: list[dict], val_set, test_set,
-                      dev, multi_label, class_names, batch, workers, ap) -> dict:  # fmt: skip
+                      dev, multi_label, class_names, batch, workers, ap,
+                      precision) -> dict:  # fmt: skip
     """Every rule's pick with its validation and test metric, and the rank correlation of the
     validation and test curves over the evaluations: what ``python -m jmrn.report`` compares
     across seeds to choose the rule. The picks of single evaluations take their figures from
@@ -587,7 +591,7 @@ def selection_figures(model, selection: Selection, history: list[dict], val_set,
         if rule == "average":
             model.load_state_dict(selection.weights(rule))
             figures = _evaluate_epoch(model, val_set, test_set, dev, multi_label, class_names,
-                                      batch, workers, ap)  # fmt: skip
+                                      batch, workers, ap, precision)  # fmt: skip
         else:
             figures = by_epoch[epochs[0]]
         rules[rule] = {"epochs": epochs, "val": {key: figures["val_metric"]},
@@ -599,15 +603,19 @@ def selection_figures(model, selection: Selection, history: list[dict], val_set,
 
 def _finish(model, state, selection, val_set, test_set, dev, multi_label, class_names,
             joint_names, settings, batch, workers, rank, model_path, metrics_path,
-            per_class_path, plots_dir, val_idx, extra_sets, ap) -> dict:  # fmt: skip
+            per_class_path, plots_dir, val_idx, extra_sets, ap,
+            precision_info) -> dict:  # fmt: skip
     """Evaluate the selected weights on the test split and write every output (rank 0)."""
     history = state["history"]
     rule = settings["train"].get("select", "val_metric")
+    precision = precision_info["used"]
     figures = selection_figures(model, selection, history, val_set, test_set, dev,
-                                multi_label, class_names, batch, workers, ap)  # fmt: skip
+                                multi_label, class_names, batch, workers, ap,
+                                precision)  # fmt: skip
     chosen = figures["rules"][rule]
     model.load_state_dict(selection.weights(rule))
-    result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label)
+    result = evaluate(model, _loader(test_set, batch, False, workers, 0), dev, multi_label,
+                      precision)  # fmt: skip
     test = score(result, multi_label, class_names, ap)
     evaluated = [r for r in history if "test_metric" in r]
     key = "mAP" if multi_label else "top1"
@@ -626,11 +634,13 @@ def _finish(model, state, selection, val_set, test_set, dev, multi_label, class_
         "test_best_over_evaluations_paper_style": {
             key: max(r["test_metric"] for r in evaluated)
         },
+        "precision": precision_info,
         "splits": {role: settings["splits"][role] for role in ("train", "test")},
         "validation": {"videos": len(val_idx), "grouped_by": settings["train"].get("val_group")},
     }
     for name, dataset in extra_sets.items():
-        extra = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label)
+        extra = evaluate(model, _loader(dataset, batch, False, workers, 0), dev, multi_label,
+                         precision)  # fmt: skip
         figures = score(extra, multi_label, class_names, ap)
         metrics.setdefault("also_test", {})[name] = {
             "loss": extra["loss"], **{k: v for k, v in figures.items() if isinstance(v, float)}}

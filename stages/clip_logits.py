@@ -14,6 +14,7 @@ with StageBar(f"clip logits {name}", "clip") as bar:
     summary = write_model_logits(f"models/{name}/clips/jmrn.pt",
                                  f"data/{name}/clips/heatmaps.h5", f"data/{name}/clips/logits.h5",
                                  device=params["compute"]["device"],
+                                 precision=params["compute"]["precision"],
                                  workers=params["compute"]["loader_workers"],
                                  progress=bar)  # fmt: skip
 write_json(f"reports/{name}/clips/logits.json", summary)

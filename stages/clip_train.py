@@ -17,7 +17,8 @@ metrics = train(
     metrics_path=f"metrics/{name}/clips/train.json",
     per_class_path=f"reports/{name}/clips/train_per_class.json",
     plots_dir=f"plots/{name}/clips/train",
-    device=params["compute"]["device"], loader_workers=params["compute"]["loader_workers"],
+    device=params["compute"]["device"], precision=params["compute"]["precision"],
+    loader_workers=params["compute"]["loader_workers"],
     stage="clip_train",
 )  # fmt: skip
 write_json(f"reports/{name}/clips/train_settings.json", settings)

@@ -19,6 +19,7 @@ with StageBar(f"logits {name} {model}", "video") as bar:
     summary = write_model_logits(f"models/{name}/{model}.pt", f"data/{name}/heatmaps.h5",
                                  f"data/{name}/logits/{model}.h5",
                                  device=params["compute"]["device"],
+                                 precision=params["compute"]["precision"],
                                  workers=params["compute"]["loader_workers"],
                                  progress=bar)  # fmt: skip
 write_json(f"reports/{name}/logits/{model}.json", summary)

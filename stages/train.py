@@ -25,7 +25,8 @@ metrics = train(
     metrics_path=f"metrics/{name}/train/{model}.json",
     per_class_path=f"metrics/{name}/train/{model}_per_class.json",
     plots_dir=f"plots/{name}/train/{model}",
-    device=params["compute"]["device"], loader_workers=params["compute"]["loader_workers"],
+    device=params["compute"]["device"], precision=params["compute"]["precision"],
+    loader_workers=params["compute"]["loader_workers"],
     stage=f"train@{model}",
 )  # fmt: skip
 write_json(f"reports/{name}/train/{model}_settings.json", settings)
