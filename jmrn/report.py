@@ -358,19 +358,21 @@ def headline_names(report: dict, patterns: tuple[str, ...] = HEADLINE) -> list[s
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
-def markdown(report: dict, command: str = "") -> str:
-    """Groups × headline metrics (mean ± std [95 % CI], in %), then every pair."""
-    heads = headline_names(report)
+def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLINE) -> str:
+    """Every headline metric of every group (mean ± std [95 % CI], in %), then the pairs and
+    comparisons of those metrics."""
+    heads = headline_names(report, headline)
     lines = [f"Dataset `{report['dataset']}`, commit `{report['commit'][:7]}`; replicates: "
-             f"{', '.join(report['replicates'])}. Cells: mean ± sample std [95 % CI of the "
+             f"{', '.join(report['replicates'])}. Figures: mean ± sample std [95 % CI of the "
              "mean], in %.", ""]  # fmt: skip
     if command:
         lines += [f"Produced by `{command}`.", ""]
-    lines += ["| setting | n | " + " | ".join(f"`{h}`" for h in heads) + " |",
-              "|---|---|" + "---|" * len(heads)]  # fmt: skip
-    for g in report["groups"]:
-        cells = [_pct(g["metrics"][h]) if h in g["metrics"] else "" for h in heads]
-        lines.append(f"| {label(g['params'])} | {g['n']} | " + " | ".join(cells) + " |")
+    lines += ["| metric | setting | n | mean ± std [95 % CI] |", "|---|---|---|---|"]
+    for name in heads:
+        for g in report["groups"]:
+            if name in g["metrics"]:
+                s = g["metrics"][name]
+                lines.append(f"| `{name}` | {label(g['params'])} | {s['n']} | {_pct(s)} |")
     if report["pairs"]:
         lines += ["", "Paired differences b − a (points), by replicate:", "",
                   "| differs | a | b | metric | n | b − a [95 % CI] |", "|---|---|---|---|---|---|"]
@@ -385,6 +387,8 @@ def markdown(report: dict, command: str = "") -> str:
         lines += ["", "Within a setting, paired differences B − A (points):", "",
                   "| setting | A | B | n | B − A [95 % CI] |", "|---|---|---|---|---|"]
         for c in report["comparisons"]:
+            if c["b"] not in heads and c["a"] not in heads:
+                continue
             lines.append(f"| {label(c['params'])} | `{c['a']}` | `{c['b']}` | {c['n']} | "
                          f"{_pct(c)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -452,16 +456,17 @@ def draw(report: dict, names: list[str]) -> np.ndarray:
     return image
 
 
-def write(report: dict, out: Path | None, json_path: Path | None, command: str = "") -> list[Path]:
+def write(report: dict, out: Path | None, json_path: Path | None, command: str = "",
+          headline: tuple[str, ...] = HEADLINE) -> list[Path]:  # fmt: skip
     written = []
     if out is not None:
         import cv2
 
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "report.md") as tmp:
-            Path(tmp).write_text(markdown(report, command))
+            Path(tmp).write_text(markdown(report, command, headline))
         write_csv(report, out / "report.csv")
-        ok, png = cv2.imencode(".png", draw(report, headline_names(report)))
+        ok, png = cv2.imencode(".png", draw(report, headline_names(report, headline)))
         assert ok
         with atomic_path(out / "report.png") as tmp:
             Path(tmp).write_bytes(png.tobytes())
@@ -486,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", action="append", metavar="PATTERN",
                         help="metrics to summarise, fnmatch patterns (default: tests, "
                              "selection rules, fusion, clip methods)")  # fmt: skip
+    parser.add_argument("--headline", action="append", metavar="PATTERN",
+                        help="the metrics of the Markdown table and the picture (default: "
+                             "each model's test top-1 or mAP, fusion, clip methods)")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
                         help="also give B - A within each group (default: JMRN vs PoTion, "
                              "selection rules vs the best test epoch)")  # fmt: skip
@@ -514,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     if report["left_out_unfinished"]:
         print(f"left out {len(report['left_out_unfinished'])} unfinished experiment(s)",
               file=sys.stderr)  # fmt: skip
-    print(markdown(report, command))
-    for path in write(report, args.out, args.json_path, command.strip()):
+    headline = tuple(args.headline or HEADLINE)
+    print(markdown(report, command, headline))
+    for path in write(report, args.out, args.json_path, command.strip(), headline):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
