@@ -27,7 +27,8 @@ params, metrics, data and the commit it ran from. Then:
 Metrics are named by their file under ``metrics/<dataset>/`` and their key, e.g.
 ``train/jmrn/test/top1``, ``fusion/test/fused/top1``,
 ``train/jmrn/selection/rules/last/test/top1``, ``clips/selection/methods/ranker/average/top1``.
-``--metric`` (fnmatch patterns) picks which are summarised (default :data:`DEFAULT_METRICS`).
+``--metric`` (patterns matched segment by segment like paths, ``*`` within one segment) picks
+which are summarised (default :data:`DEFAULT_METRICS`).
 
 It refuses (an error naming them): experiments that have not finished (queued, running,
 failed, or a live metrics file with ``finished: false``; ``--skip-unfinished`` leaves them
@@ -155,6 +156,15 @@ def _data_hashes(data: dict) -> dict[str, str]:
     return hashes
 
 
+def matches(name: str, pattern: str) -> bool:
+    """Whether a metric name matches a pattern segment by segment, as a path glob does: ``*``
+    never crosses a ``/`` (``train/*/test/top1`` is each model's test top-1, not every
+    selection rule's ``train/jmrn/selection/rules/last/test/top1``)."""
+    parts, wanted = name.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b)
+                                             for a, b in zip(parts, wanted, strict=True))
+
+
 def metrics_of(files: dict[str, dict], dataset: str) -> dict[str, float]:
     """The numeric metrics of the dataset's files, named by their path under
     metrics/<dataset>/ without .json, then their keys."""
@@ -219,7 +229,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         e["group"] = {k: e["flat"].get(k) for k in differing}
         e["replicate"] = {k: e["flat"].get(k) for k in replicates}
         e["metrics"] = {name: value for name, value in metrics_of(e["files"], dataset).items()
-                        if any(fnmatch.fnmatchcase(name, p) for p in metrics)}  # fmt: skip
+                        if any(matches(name, p) for p in metrics)}  # fmt: skip
     groups = _groups(experiments)
     base = {k: json.loads(v) for k, v in effective_params(baseline_params).items()
             if k != "dataset"} if baseline_params else {}  # fmt: skip
@@ -345,6 +355,13 @@ def label(params: dict) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items()) or "(commit's params)"
 
 
+def short_label(params: dict, common: dict[str, str]) -> str:
+    """The params where a group differs from the most common value of each (for the picture,
+    whose rows have little room)."""
+    differ = {k: v for k, v in params.items() if json.dumps(v) != common.get(k)}
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in differ.items()) or "the common values"
+
+
 def _pct(stats: dict) -> str:
     text = f"{100 * stats['mean']:.1f}"
     if stats["std"] is not None:
@@ -355,7 +372,7 @@ def _pct(stats: dict) -> str:
 
 def headline_names(report: dict, patterns: tuple[str, ...] = HEADLINE) -> list[str]:
     names = {m for g in report["groups"] for m in g["metrics"]}
-    return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    return sorted(n for n in names if any(matches(n, p) for p in patterns))
 
 
 def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLINE) -> str:
@@ -420,7 +437,12 @@ def draw(report: dict, names: list[str]) -> np.ndarray:
     95 % CI a bar, the mean a tick; x in %."""
     import cv2
 
-    rows = [(label(g["params"]), n, g["metrics"][n]) for n in names for g in report["groups"]
+    common = {}  # each param's most frequent value: a row names only where its group differs
+    for key in report["groups"][0]["params"] if report["groups"] else []:
+        values = [json.dumps(g["params"][key]) for g in report["groups"]]
+        common[key] = max(values, key=values.count)
+    rows = [(short_label(g["params"], common), n.replace("selection/rules/", "rule "),
+             g["metrics"][n]) for n in names for g in report["groups"]
             if n in g["metrics"]]  # fmt: skip
     if not rows:
         raise ReportError("no headline metric to draw")
@@ -445,7 +467,7 @@ def draw(report: dict, names: list[str]) -> np.ndarray:
                 cv2.LINE_AA)  # fmt: skip
     for i, (setting, name, s) in enumerate(rows):
         y = top + step * i + step // 2
-        text = f"{name} | {setting}"
+        text = f"{name} | {setting}"  # fmt: skip
         cv2.putText(image, text[:88], (8, y + 4), font, 0.36, black, 1, cv2.LINE_AA)
         colour = (180, 90, 20)
         if s["ci95"]:
@@ -489,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicate", action="append", metavar="KEY",
                         help=f"a replicate key (default: {' and '.join(REPLICATES)})")
     parser.add_argument("--metric", action="append", metavar="PATTERN",
-                        help="metrics to summarise, fnmatch patterns (default: tests, "
-                             "selection rules, fusion, clip methods)")  # fmt: skip
+                        help="metrics to summarise, patterns like train/*/test/top1 "
+                             "(default: tests, selection rules, fusion, clip methods)")
     parser.add_argument("--headline", action="append", metavar="PATTERN",
                         help="the metrics of the Markdown table and the picture (default: "
                              "each model's test top-1 or mAP, fusion, clip methods)")

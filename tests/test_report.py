@@ -218,3 +218,12 @@ def test_the_command_writes_markdown_csv_png_and_json(tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "r/report.png")) is not None
     assert "74.0 ± 3.2" in capsys.readouterr().out
     assert report.main(["--input", str(tmp_path / "missing.json")]) == 1
+
+
+def test_metric_patterns_match_segment_by_segment():
+    assert report.matches("train/jmrn/test/top1", "train/*/test/top1")
+    assert not report.matches("train/jmrn/selection/rules/last/test/top1", "train/*/test/top1")
+    assert report.matches("train/jmrn/selection/rules/last/test/top1",
+                          "train/*/selection/rules/*/test/top1")
+    out = build(*grid(), metrics=("train/*/test/top1",))
+    assert set(out["groups"][0]["metrics"]) == {"train/jmrn/test/top1"}
