@@ -83,23 +83,20 @@ def paper_params(quick: bool) -> dict:
     return params
 
 
-def synthetic_cache(out: Path, quick: bool) -> Path:
-    """A small synthetic dataset's heatmaps.h5 (3 videos a class, or 10 without --quick)."""
+def synthetic_cache(out: Path) -> Path:
+    """A small synthetic dataset's heatmaps.h5: 3 videos a class on a 16x22 grid."""
     raw = out / "raw"
-    synthetic.write(raw / "synthetic.pkl",
-                    synthetic.generate(seed=1, videos_per_class=3 if quick else 10))
+    synthetic.write(raw / "synthetic.pkl", synthetic.generate(seed=1, videos_per_class=3))
     (raw / "classes.txt").write_text("\n".join(synthetic.CLASS_NAMES) + "\n")
     ingest("pyskl", raw, out / "keypoints.h5", dataset="synthetic", layout="coco17_neck",
            options={"class_names": raw / "classes.txt"}, n_jobs=1)  # fmt: skip
-    grid = Grid(height=16, width=22) if quick else Grid(height=64, width=86)
-    build_heatmaps(out / "keypoints.h5", out / "heatmaps.h5", grid, n_jobs=1)
+    build_heatmaps(out / "keypoints.h5", out / "heatmaps.h5", Grid(height=16, width=22),
+                   n_jobs=1)  # fmt: skip
     return out / "heatmaps.h5"
 
 
-def small_settings(settings: dict, quick: bool) -> dict:
-    """``settings`` shrunk for --quick: a narrow network, 1 epoch, the synthetic splits."""
-    if not quick:
-        return settings
+def small_settings(settings: dict) -> dict:
+    """``settings`` shrunk for the synthetic data: a narrow network, 1 epoch, its splits."""
     settings = copy.deepcopy(settings)
     settings["model"].update(c_dim=4, widths=[8, 16], head_width=16)
     settings["train"].update(epochs=1, eval_every=1, batch_size=8, crop=[16, 20],
@@ -108,27 +105,19 @@ def small_settings(settings: dict, quick: bool) -> dict:
     return settings
 
 
-def check_folded(device: torch.device, quick: bool) -> dict:
+def check_speedup(device: torch.device, quick: bool, base: tuple[str, str, bool],
+                  new: tuple[str, str, bool]) -> dict:  # fmt: skip
+    """Training inputs/s of two (name, variant, bf16) settings of bench/train_step.py's
+    network (the paper's JHMDB one, or the CPU configuration's with --quick), best of 2;
+    passes if ``new`` is faster than ``base``."""
     config = CONFIGS["cpu_config" if quick else "paper_jhmdb"]
     batch, steps = (4, 1) if quick else (config["batch"], 20)
-    rates = {v: max(steps_per_second(config, device, v, False, steps, batch) for _ in range(2))
-             for v in ("loop", "folded_channels_last")}  # fmt: skip
-    ratio = rates["folded_channels_last"] / rates["loop"]
+    rates = {name: max(steps_per_second(config, device, variant, bf16, steps, batch)
+                       for _ in range(2)) for name, variant, bf16 in (base, new)}  # fmt: skip
+    ratio = rates[new[0]] / rates[base[0]]
     return {"inputs_per_second": rates, "ratio": ratio, "pass": ratio > 1,
-            "verdict": f"folded {rates['folded_channels_last']:.0f} vs loop "
-                       f"{rates['loop']:.0f} inputs/s ({ratio:.2f}x)"}  # fmt: skip
-
-
-def check_bf16(device: torch.device, quick: bool) -> dict:
-    config = CONFIGS["cpu_config" if quick else "paper_jhmdb"]
-    batch, steps = (4, 1) if quick else (config["batch"], 20)
-    rates = {name: max(steps_per_second(config, device, "folded_channels_last", bf16, steps,
-                                        batch) for _ in range(2))
-             for name, bf16 in (("fp32", False), ("bf16", True))}  # fmt: skip
-    ratio = rates["bf16"] / rates["fp32"]
-    return {"inputs_per_second": rates, "ratio": ratio, "pass": ratio > 1,
-            "verdict": f"bf16 {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} inputs/s "
-                       f"({ratio:.2f}x)"}  # fmt: skip
+            "verdict": f"{new[0]} {rates[new[0]]:.0f} vs {base[0]} {rates[base[0]]:.0f} "
+                       f"inputs/s ({ratio:.2f}x)"}  # fmt: skip
 
 
 def check_loader(path: Path, settings: dict, device: torch.device, quick: bool) -> dict:
@@ -195,15 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jmrn_gpu_check_") as tmp:
         tmp = Path(tmp)
         real = not args.quick and Path("data/raw/jhmdb14_gt").exists()
-        path = build_cache(params, tmp) if real else synthetic_cache(tmp, args.quick)
+        path = build_cache(params, tmp) if real else synthetic_cache(tmp)
         results["data"] = "jhmdb14_gt at 64x86" if real else "synthetic"
         settings = training_settings(params, "jmrn")
         if not real:
-            settings = small_settings(settings, True)
-            settings["splits"] = {"train": "train", "test": "test"}
+            settings = small_settings(settings)
         checks = {
-            "folded": lambda: check_folded(device, args.quick),
-            "bf16": lambda: check_bf16(device, args.quick),
+            "folded": lambda: check_speedup(device, args.quick,
+                                            ("loop", "loop", False),
+                                            ("folded", "folded_channels_last", False)),
+            "bf16": lambda: check_speedup(device, args.quick,
+                                          ("fp32", "folded_channels_last", False),
+                                          ("bf16", "folded_channels_last", True)),
             "loader": lambda: check_loader(path, settings, device, args.quick),
             "torchrun": lambda: check_torchrun(path, settings, args.device, tmp / "torchrun"),
             "train": lambda: check_train(path, settings, args.device, tmp / "train"),

@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from jmrn.config import SELECTION_RULES
 from jmrn.io import atomic_path, write_json
 from jmrn.sweep import (
     effective_params,
@@ -77,7 +78,6 @@ DEFAULT_METRICS = (
 HEADLINE = ("train/*/test/top1", "train/*/test/mAP", "fusion/test/fused/*",
             "clips/selection/methods/*/average/top1",
             "clips/selection/methods/*/average/mAP")  # fmt: skip
-RULES = ("val_metric", "val_loss", "val_smoothed", "last", "average")
 
 
 class ReportError(ValueError):
@@ -332,7 +332,7 @@ def default_comparisons(names: set[str]) -> list[tuple[str, str]]:
             pairs.append((a, b))
         for model in ("jmrn", "potion"):
             best = f"train/{model}/test_best_over_evaluations_paper_style/{key}"
-            for rule in RULES:
+            for rule in SELECTION_RULES:
                 picked = f"train/{model}/selection/rules/{rule}/test/{key}"
                 if best in names and picked in names:
                     pairs.append((best, picked))
