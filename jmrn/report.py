@@ -165,6 +165,12 @@ def matches(name: str, pattern: str) -> bool:
                                              for a, b in zip(parts, wanted, strict=True))
 
 
+def decoded_params(params: dict) -> dict[str, Any]:
+    """``jmrn.sweep.effective_params`` with its JSON-encoded values decoded (4, not "4")."""
+    return {k: v if k == "dataset" else json.loads(v)
+            for k, v in effective_params(params).items()}  # fmt: skip
+
+
 def metrics_of(files: dict[str, dict], dataset: str) -> dict[str, float]:
     """The numeric metrics of the dataset's files, named by their path under
     metrics/<dataset>/ without .json, then their keys."""
@@ -201,8 +207,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     if not experiments:
         raise ReportError("no finished experiment")
     for e in experiments:
-        e["flat"] = {k: json.loads(v) for k, v in effective_params(e["params"]).items()
-                     if k != "dataset"} | {"dataset": e["params"].get("dataset")}  # fmt: skip
+        e["flat"] = decoded_params(e["params"])
     datasets = sorted({e["flat"]["dataset"] for e in experiments})
     if dataset is None and len(datasets) > 1:
         raise ReportError(f"the experiments are of {len(datasets)} datasets {datasets}: pick "
@@ -231,8 +236,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         e["metrics"] = {name: value for name, value in metrics_of(e["files"], dataset).items()
                         if any(matches(name, p) for p in metrics)}  # fmt: skip
     groups = _groups(experiments)
-    base = {k: json.loads(v) for k, v in effective_params(baseline_params).items()
-            if k != "dataset"} if baseline_params else {}  # fmt: skip
+    base = decoded_params(baseline_params) if baseline_params else {}
     return {
         "dataset": dataset, "commit": commit, "replicates": list(replicates),
         "differing_params": differing,
