@@ -314,6 +314,7 @@ SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
         "clip_len": POSITIVE_INT,  # and >= heatmap.channels (dataset_rules)
         "stride": POSITIVE_INT,
         "epochs": POSITIVE_INT,
+        "per_video": COUNT,  # clips of each video per epoch of clip_train; 0 = every clip
         "k": POSITIVE_INT,
         "classifier": one_of("jmrn", "external"),
     },
@@ -726,9 +727,12 @@ def training_settings(params: dict, model: str = "jmrn", split: int | None = Non
 
 def clip_training_settings(params: dict) -> dict:
     """The clip classifier: JMRN with the video model's settings, trained for
-    ``clips.epochs`` on the clip representations."""
+    ``clips.epochs`` on the clip representations, on ``clips.per_video`` clips of each video
+    per epoch (0: every clip)."""
     settings = training_settings(params, "jmrn")
-    settings["train"]["epochs"] = section(params, "clips")["epochs"]
+    clips = section(params, "clips")
+    settings["train"]["epochs"] = clips["epochs"]
+    settings["train"]["clips_per_video"] = clips["per_video"]
     return settings
 
 

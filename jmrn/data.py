@@ -137,6 +137,34 @@ def crop_offsets(size: int, crop: int, random: bool, rng: np.random.Generator) -
     return int(rng.integers(0, size - crop + 1)) if random else int(round((size - crop) / 2))
 
 
+def clips_of_epoch(clip_video: np.ndarray, per_video: int, seed: int,
+                   epoch: int) -> np.ndarray:  # fmt: skip
+    """Sorted positions into the training rows ``clip_video`` (the video of each clip): at
+    most ``per_video`` clips of each video, drawn afresh (without replacement) each epoch.
+
+    Why (issue 24): trained on every clip, the clip classifier sees a video's 7 or more
+    clips per epoch and costs twice JMRN per video, while neighbouring clips overlap and
+    teach nearly the same thing. Seeded by (seed, epoch): a resumed run draws the same clips.
+    """
+    if per_video < 1:
+        raise ValueError(f"clips.per_video = {per_video}: at least 1 (0 = every clip)")
+    clip_video = np.asarray(clip_video)
+    rng = np.random.default_rng((seed, epoch, 0xC11B5))
+    order = np.lexsort((rng.random(len(clip_video)), clip_video))  # by video, random within
+    videos = clip_video[order]
+    first = np.r_[True, videos[1:] != videos[:-1]]
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return np.sort(order[rank < per_video])
+
+
+def shuffled_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """``rows`` in a random order (seeded by (seed, epoch)), cut into batches of
+    ``batch_size``; the last may be smaller, as a shuffled DataLoader's is."""
+    order = np.random.default_rng((seed, epoch, 0x5B)).permutation(np.asarray(rows))
+    return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
 class HeatmapDataset(Dataset):
     """Videos ``indices`` of a heatmaps.h5: (C, V, H', W') float32 tensors and float targets.
 

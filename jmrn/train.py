@@ -19,6 +19,8 @@ Decisions (method.md §10), each written where the code makes it:
 * Batches are shuffled videos, or with ``train.videos_per_class`` = m >= 2 class-aware:
   m videos of each of batch_size / m classes (``jmrn.data.class_balanced_batches``), so that
   every anchor of the joint-contrastive loss has positives beyond its own other view.
+  The clip classifier (``clips.per_video`` = n >= 1) sees at most n clips of each video per
+  epoch, drawn afresh each epoch (``jmrn.data.clips_of_epoch``).
 * Under DDP the joint-contrastive loss gathers every rank's embeddings (with gradients), so it
   is the loss of the global batch, as in single-process training (``gather_views``).
 * ReduceLROnPlateau watches the validation loss and is stepped at each evaluation, so its
@@ -82,7 +84,9 @@ from jmrn.data import (
     HeatmapDataset,
     Prefetcher,
     class_balanced_batches,
+    clips_of_epoch,
     collate,
+    shuffled_batches,
     stratified_split,
     validation_groups,
 )
@@ -236,15 +240,32 @@ def _loader(dataset: HeatmapDataset, batch: int, shuffle: bool, workers: int, se
 
 
 def epoch_batches(train_set: HeatmapDataset, t_set: dict, seed: int, epoch: int, rank: int,
-                  world: int) -> list[list[int]] | None:  # fmt: skip
-    """This rank's class-aware batches of the epoch (``train.videos_per_class`` >= 2): the
-    global batches of ``class_balanced_batches``, each rank taking every world-th video of
-    each. None for plain shuffled batches."""
+                  world: int,
+                  clip_video: np.ndarray | None = None) -> list[list[int]] | None:  # fmt: skip
+    """This rank's batches of the epoch where they are not plain shuffled batches of every
+    row (None then):
+
+    * ``train.clips_per_video`` >= 1 (the clip classifier, ``clips.per_video``): at most that
+      many clips of each video (``clip_video``: the video of each training row), drawn afresh
+      each epoch (``clips_of_epoch``);
+    * ``train.videos_per_class`` >= 2: class-aware batches (``class_balanced_batches``), of
+      the drawn clips where both are set.
+
+    Each rank takes every world-th item of each global batch."""
     per_class = int(t_set.get("videos_per_class") or 0)
-    if per_class == 0:
+    per_video = int(t_set.get("clips_per_video") or 0)
+    if per_video and clip_video is None:
+        raise ValueError("train.clips_per_video needs a clip heatmaps file (unit = clip)")
+    if per_class == 0 and per_video == 0:
         return None
-    batches = class_balanced_batches(train_set.targets, int(t_set["batch_size"]), per_class,
-                                     seed, epoch)  # fmt: skip
+    batch = int(t_set["batch_size"])
+    rows = clips_of_epoch(clip_video, per_video, seed, epoch) if per_video \
+        else np.arange(len(train_set))  # fmt: skip
+    if per_class:
+        batches = [[int(rows[i]) for i in b] for b in class_balanced_batches(
+            train_set.targets[rows], batch, per_class, seed, epoch)]  # fmt: skip
+    else:
+        batches = shuffled_batches(rows, batch, seed, epoch)
     return [b[rank::world] for b in batches]
 
 
@@ -401,6 +422,7 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
                              "empty classes and fix the class list or the data")  # fmt: skip
         train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
                                               t_set["val_fraction"], seed, groups)  # fmt: skip
+        train_clip_video = hf.clip_video[train_idx] if hf.clip_video is not None else None
     if len(val_idx) == 0:
         raise ValueError("the validation split is empty: raise train.val_fraction")
     crop, norm = tuple(t_set["crop"]), t_set["normalize"]
@@ -455,8 +477,8 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
             sampler.set_epoch(epoch)
         started = time.perf_counter()
         loader = _loader(train_set, per_rank, True, loader_workers, seed * 1_000_003 + epoch,
-                         sampler, epoch_batches(train_set, t_set, seed, epoch, rank,
-                                                world))  # fmt: skip
+                         sampler, epoch_batches(train_set, t_set, seed, epoch, rank, world,
+                                                train_clip_video))  # fmt: skip
         net.train()
         jcl_weight = contrastive_weight(epoch, c_set["lambda"], c_set["start_epoch"],
                                         c_set["ramp_epochs"]) if uses_jcl else 0.0  # fmt: skip
