@@ -1,0 +1,189 @@
+"""Old vs new training cost, side by side in one run on this machine (issue 24 §3).
+
+    python bench/speedup.py                      # everything: about 25 min on 2 idle cores
+    python bench/speedup.py --only rates         # the GEMM and model-step rates: 1 min
+    python bench/speedup.py --quick --only rates # seconds, small sizes (for the test)
+
+Writes bench/results/speedup.json and prints one line per measurement. Three measurements,
+old and new back to back in the same run:
+
+* ``rates``: the machine's GEMM rate (a 2048x2048 matrix product) in fp32 and bf16, and the
+  model step of the jhmdb14_gt CPU configuration (JMRN, two views of a batch of 16, forward,
+  losses, backward, Adam): its FLOPs counted by torch's FlopCounterMode, divided by its time,
+  as a fraction of the GEMM rate in the same precision.
+* ``train``: ``train@jmrn`` on jhmdb14_gt (``dvc exp run --force --single-item``), timed from
+  DVC's output as bench/stage_costs.py does.
+* ``repro``: the synthetic default, all twelve stages (``dvc exp run --force``).
+
+"Old" is the previous defaults, ``-S compute.precision=fp32 -S clips.per_video=0``: no
+autocast and every clip in every epoch of the clip classifier, the code paths of the commits
+before both existed. "New" is params.yaml as it is. The runs are DVC experiments in this
+workspace: params.yaml is restored after each, the benchmark's experiments are removed at the
+end (so that ``jmrn.report`` never sees them), and the workspace keeps the new synthetic run's
+outputs. Run it on an otherwise idle machine: both runs of a pair share its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.stage_costs import timed_stages  # noqa: E402
+from jmrn.io import write_json  # noqa: E402
+from jmrn.models import JMRN  # noqa: E402
+from jmrn.precision import autocast  # noqa: E402
+
+OLD = ["-S", "compute.precision=fp32", "-S", "clips.per_video=0"]
+# the jhmdb14_gt CPU configuration of params.yaml: 15 joints, 14 classes, a 32x43 crop
+STEP = dict(joints=15, classes=14, grid=(32, 43), c_dim=32, widths=(32, 64), head=128, batch=16)
+QUICK_STEP = dict(joints=4, classes=3, grid=(16, 22), c_dim=8, widths=(8, 16), head=16, batch=4)
+
+
+def seconds_per_call(fn, repeats: int, warmup: int = 2) -> float:
+    """The median seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def gemm_rate(precision: str, size: int, repeats: int) -> float:
+    """GFLOP/s of a size x size matrix product in fp32 or bf16 on the CPU."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    return 2 * size**3 / seconds_per_call(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def model_step(config: dict, precision: str):
+    """(step function, its FLOPs): one training step of JMRN on two views of a batch."""
+    torch.manual_seed(0)
+    net = JMRN(config["joints"], config["classes"], 3, config["c_dim"], config["widths"],
+               config["head"]).to(memory_format=torch.channels_last)  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    views = torch.rand(2 * config["batch"], 3, config["joints"], *config["grid"])
+    targets = torch.randint(0, config["classes"], (2 * config["batch"],))
+    device = torch.device("cpu")
+
+    def step() -> None:
+        with autocast(device, precision):
+            out = net(views)
+        loss = F.cross_entropy(out.logits.float(), targets) + out.embeddings.float().sum() * 0
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step, step_flops(step)
+
+
+def step_flops(step) -> int:
+    """FLOPs of one call of ``step`` (matrix products and convolutions, forward and
+    backward, as torch's FlopCounterMode counts them: 2 per multiply-add)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def rates(quick: bool) -> dict:
+    """The GEMM and model-step rates in fp32 and bf16 (bf16 only where the CPU has it)."""
+    from jmrn.precision import cpu_bf16_flags
+
+    precisions = ["fp32", "bf16"] if cpu_bf16_flags() else ["fp32"]
+    size, repeats = (256, 3) if quick else (2048, 10)
+    config = QUICK_STEP if quick else STEP
+    out = {"config": config, "gemm_size": size, "threads": torch.get_num_threads()}
+    for precision in precisions:
+        step, flops = model_step(config, precision)
+        seconds = seconds_per_call(step, 3 if quick else 15)
+        gemm = gemm_rate(precision, size, repeats)
+        out[precision] = {"gemm_gflops": round(gemm, 1), "step_seconds": round(seconds, 4),
+                          "step_gflop": round(flops / 1e9, 3),
+                          "step_gflops": round(flops / seconds / 1e9, 1),
+                          "fraction_of_gemm": round(flops / seconds / 1e9 / gemm, 3)}  # fmt: skip
+        print(f"rates {precision}: GEMM {gemm:.0f} GFLOP/s; model step {seconds * 1e3:.0f} ms, "
+              f"{flops / seconds / 1e9:.0f} GFLOP/s = {flops / seconds / 1e9 / gemm:.0%} of the "
+              "GEMM rate")  # fmt: skip
+    if "bf16" in out:
+        out["bf16_step_speedup"] = round(out["fp32"]["step_seconds"]
+                                         / out["bf16"]["step_seconds"], 2)  # fmt: skip
+    return out
+
+
+def experiment(args: list[str], name: str) -> tuple[dict[str, float], float]:
+    """Stage seconds and total of one ``dvc exp run --force`` in this workspace; params.yaml
+    is restored after it, whatever happens."""
+    params = Path("params.yaml").read_bytes()
+    cmd = ["dvc", "exp", "run", "--force", "-n", name, *args]
+    start = time.monotonic()
+    try:
+        times, _ = timed_stages(cmd)
+    finally:
+        Path("params.yaml").write_bytes(params)
+    return times, time.monotonic() - start
+
+
+def pair(label: str, args: list[str], stage: str | None, stamp: str) -> dict:
+    """Old then new, back to back: their seconds (of ``stage``, or of the whole run)."""
+    row = {}
+    for version, extra in (("old", OLD), ("new", [])):
+        times, total = experiment([*args[:-1], *extra, *args[-1:]] if stage else [*args, *extra],
+                                  f"speedup-{label}-{version}-{stamp}")  # fmt: skip
+        row[version] = {"seconds": round(times[stage] if stage else total, 1),
+                        "stages": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip
+    row["ratio"] = round(row["new"]["seconds"] / row["old"]["seconds"], 3)
+    print(f"{label}: old {row['old']['seconds']:.0f} s, new {row['new']['seconds']:.0f} s, "
+          f"new/old = {row['ratio']:.2f}")  # fmt: skip
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["rates", "train", "repro"], action="append",
+                        help="run only these measurements (repeatable); default: all")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="small sizes (rates only)")
+    parser.add_argument("--out", default="bench/results/speedup.json")
+    args = parser.parse_args()
+    only = args.only or ["rates", "train", "repro"]
+    if args.quick and only != ["rates"]:
+        parser.error("--quick measures the rates only: add --only rates")
+    load = [round(x, 2) for x in os.getloadavg()]
+    result: dict = {"old": " ".join(OLD), "new": "params.yaml as committed",
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "load_average_before": load}}  # fmt: skip
+    if "rates" in only:
+        result["rates"] = rates(args.quick)
+    stamp = time.strftime("%H%M%S")
+    made = []
+    try:
+        if "train" in only:
+            made += [f"speedup-train-{v}-{stamp}" for v in ("old", "new")]
+            result["train_jmrn_jhmdb14_gt"] = pair(
+                "train", ["-s", "-S", "dataset=jhmdb14_gt", "train@jmrn"], "train@jmrn", stamp)
+        if "repro" in only:
+            made += [f"speedup-repro-{v}-{stamp}" for v in ("old", "new")]
+            result["repro_synthetic"] = pair("repro", [], None, stamp)
+    finally:
+        if made:  # the benchmark's runs are not results: keep them out of every report
+            subprocess.run(["dvc", "exp", "remove", *made], capture_output=True)
+    result["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""bench/speedup.py (issue 24 §3): the FLOP count behind its "fraction of the GEMM rate", and
+its quick run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.speedup import step_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_step_flops_are_the_convolutions_multiply_adds_forward_and_backward():
+    conv = torch.nn.Conv2d(3, 8, 3, 1, 1)
+    forward = 2 * 2 * 8 * 10 * 12 * 3 * 9  # 2 per multiply-add: batch, cout, h, w, cin, k^2
+    x = torch.rand(2, 3, 10, 12)
+    assert step_flops(lambda: conv(x).sum().backward()) == 2 * forward  # + weight gradient
+    x = x.requires_grad_()
+    assert step_flops(lambda: conv(x).sum().backward()) == 3 * forward  # + input gradient
+
+
+def test_quick_rates_run_and_report_a_fraction_of_the_gemm_rate(tmp_path):
+    out = tmp_path / "speedup.json"
+    subprocess.run([sys.executable, "bench/speedup.py", "--quick", "--only", "rates", "--out",
+                    str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    rates = json.loads(out.read_text())["rates"]
+    fp32 = rates["fp32"]
+    assert fp32["gemm_gflops"] > 0 and fp32["step_seconds"] > 0
+    assert 0 < fp32["fraction_of_gemm"] < 2
+
+
+def test_quick_refuses_the_long_measurements():
+    done = subprocess.run([sys.executable, "bench/speedup.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and "--only rates" in done.stderr
