@@ -33,8 +33,13 @@ which are summarised (default :data:`DEFAULT_METRICS`).
 It refuses (an error naming them): experiments that have not finished (queued, running,
 failed, or a live metrics file with ``finished: false``; ``--skip-unfinished`` leaves them
 out and lists them), two experiments of one group with the same replicate values, experiments
-of several commits (``--rev`` picks one) and experiments whose data differ (the hash of their
-raw data folder or of a cache they restored).
+whose data differ (the hash of their raw data folder or of a cache they restored), and
+experiments of several commits whose stages' code differs (``--rev`` picks one commit).
+Experiments of several commits are pooled where the stages' code is the same in all of them:
+dvc.yaml and every file under ``jmrn/`` and ``stages/`` that it declares as a dependency, by
+git's blob hashes (``stage_code``). So seeds queued in later sessions add to a grid as long
+as no stage's code has changed, and a commit that touched only docs, tests or the report
+does not split it.
 
 Writes ``--out``/report.md (a table of the headline metrics and every pair), report.csv (one
 row per group or pair and metric), report.png (every replicate as a point, the CI as a bar)
@@ -48,19 +53,20 @@ import csv
 import fnmatch
 import json
 import math
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from jmrn.config import SELECTION_RULES
 from jmrn.io import atomic_path, write_json
 from jmrn.sweep import (
     effective_params,
     exp_show_json,
-    one_commit,
     only_values,
     parse_value,
 )
@@ -182,18 +188,67 @@ def metrics_of(files: dict[str, dict], dataset: str) -> dict[str, float]:
     return out
 
 
+def stage_code(commit: str, repo: Path | str = ".") -> dict[str, str]:
+    """Git's blob hash of dvc.yaml and of every file under ``jmrn/`` or ``stages/`` that
+    dvc.yaml declares as a stage dependency (directories expanded), at ``commit``: the code
+    that produced an experiment's metrics."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ReportError(f"cannot read the code of commit {commit[:7]} with git "
+                              f"({done.stderr.strip() or 'git failed'}): pick one commit "
+                              "with --rev")  # fmt: skip
+        return done.stdout
+
+    stages = (yaml.safe_load(git("show", f"{commit}:dvc.yaml")) or {}).get("stages") or {}
+    paths = set()
+    for stage in stages.values():
+        for dep in (stage.get("do", stage) or {}).get("deps") or []:
+            path = dep if isinstance(dep, str) else next(iter(dep))
+            if path.startswith(("jmrn/", "stages/")) and "${" not in path:
+                paths.add(path.rstrip("/"))
+    code = {"dvc.yaml": git("rev-parse", f"{commit}:dvc.yaml").strip()}
+    for line in git("ls-tree", "-r", commit, "--", *sorted(paths)).splitlines():
+        meta, path = line.split("\t", 1)
+        code[path] = meta.split()[2]
+    return code
+
+
+def same_code(commits: list[str], code_of=stage_code) -> list[str]:
+    """The distinct commits of ``commits`` (one per experiment), oldest name first as given;
+    an error naming the files where their stages' code differs."""
+    found = list(dict.fromkeys(commits))
+    if len(found) == 1:
+        return found
+    first = code_of(found[0])
+    for other in found[1:]:
+        code = code_of(other)
+        differ = sorted(p for p in first.keys() | code.keys() if first.get(p) != code.get(p))
+        if differ:
+            counts = {c[:7]: commits.count(c) for c in found}
+            raise ReportError(f"the experiments were run from {len(found)} commits "
+                              f"(experiments per commit: {counts}), and the stages' code of "
+                              f"{found[0][:7]} and {other[:7]} differs in {differ[:4]}"
+                              f"{' ...' if len(differ) > 4 else ''}; pick one commit with "
+                              f"--rev (e.g. --rev {found[-1][:7]})")  # fmt: skip
+    return found
+
+
 # ---------------------------------------------------------------------------------- report
 def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
           metrics: tuple[str, ...] = DEFAULT_METRICS, dataset: str | None = None,
-          rev: str | None = None, only: dict[str, Any] | None = None,
+          rev: str | list[str] | None = None, only: dict[str, Any] | None = None,
           compare: list[tuple[str, str]] | None = None, skip_unfinished: bool = False,
-          baseline_params: dict | None = None) -> dict:  # fmt: skip
+          baseline_params: dict | None = None, code_of=stage_code) -> dict:  # fmt: skip
     """The report of the experiments in ``exp_show`` (see the module docstring)."""
     experiments = read_experiments(exp_show)
-    if rev:
-        experiments = [e for e in experiments if e["commit"].startswith(rev)]
+    revs = [rev] if isinstance(rev, str) else list(rev or [])
+    if revs:
+        experiments = [e for e in experiments if e["commit"].startswith(tuple(revs))]
     if not experiments:
-        raise ReportError("no experiment found" + (f" of commit {rev}" if rev else "") +
+        of = f" of commit {', '.join(revs)}" if revs else ""
+        raise ReportError(f"no experiment found{of}" +
                           ": queue some (`dvc exp run --queue -S 'train.seed=range(0,3)'`) "
                           "and run them (`dvc queue start -j 1`)")  # fmt: skip
     unfinished = [e for e in experiments if e["unfinished"]]
@@ -219,10 +274,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     if not experiments:
         raise ReportError(f"no finished experiment of dataset {dataset!r}"
                           + (f" with {only}" if only else ""))  # fmt: skip
-    try:
-        commit = one_commit([e["commit"] for e in experiments])
-    except ValueError as err:
-        raise ReportError(str(err)) from None
+    commits = same_code([e["commit"] for e in experiments], code_of)
     _check_same_data(experiments)
     unknown = [k for k in replicates if k not in experiments[0]["flat"]]
     if unknown:
@@ -238,7 +290,8 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     groups = _groups(experiments)
     base = decoded_params(baseline_params) if baseline_params else {}
     return {
-        "dataset": dataset, "commit": commit, "replicates": list(replicates),
+        "dataset": dataset, "commit": "+".join(c[:7] for c in commits) if len(commits) > 1
+        else commits[0], "commits": commits, "replicates": list(replicates),
         "differing_params": differing,
         "groups": [_group_summary(g) for g in groups],
         "pairs": _pairs(groups, base),
@@ -379,11 +432,19 @@ def headline_names(report: dict, patterns: tuple[str, ...] = HEADLINE) -> list[s
     return sorted(n for n in names if any(matches(n, p) for p in patterns))
 
 
+def commits_label(report: dict, quote: str = "`") -> str:
+    """"commit abc1234", or "commits abc1234, def5678 (the same stage code)"."""
+    commits = [f"{quote}{c[:7]}{quote}" for c in report.get("commits") or [report["commit"]]]
+    if len(commits) == 1:
+        return f"commit {commits[0]}"
+    return f"commits {', '.join(commits)} (the same stage code)"
+
+
 def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLINE) -> str:
     """Every headline metric of every group (mean ± std [95 % CI], in %), then the pairs and
     comparisons of those metrics."""
     heads = headline_names(report, headline)
-    lines = [f"Dataset `{report['dataset']}`, commit `{report['commit'][:7]}`; replicates: "
+    lines = [f"Dataset `{report['dataset']}`, {commits_label(report)}; replicates: "
              f"{', '.join(report['replicates'])}. Figures: mean ± sample std [95 % CI of the "
              "mean], in %.", ""]  # fmt: skip
     if command:
@@ -466,7 +527,7 @@ def draw(report: dict, names: list[str]) -> np.ndarray:
         x = x_of(tick / 100)
         cv2.line(image, (x, top - 10), (x, height - 35), grey, 1)
         cv2.putText(image, str(tick), (x - 8, height - 15), font, 0.4, black, 1, cv2.LINE_AA)
-    cv2.putText(image, f"{report['dataset']}, commit {report['commit'][:7]}: every replicate "
+    cv2.putText(image, f"{report['dataset']}, {commits_label(report, '')}: every replicate "
                 "(dot), mean (tick), 95% CI (bar), in %", (10, 22), font, 0.45, black, 1,
                 cv2.LINE_AA)  # fmt: skip
     for i, (setting, name, s) in enumerate(rows):
@@ -509,7 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, help="a saved `dvc exp show --json --all-commits`"
                                                    " (default: run it)")  # fmt: skip
     parser.add_argument("--dataset", help="needed when the experiments are of several")
-    parser.add_argument("--rev", help="the commit the experiments ran from (a hash prefix)")
+    parser.add_argument("--rev", action="append",
+                        help="keep the experiments run from this commit (a hash prefix; "
+                             "repeatable)")  # fmt: skip
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                         help="keep the experiments with this effective param value")
     parser.add_argument("--replicate", action="append", metavar="KEY",

@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import math
+import subprocess
 
 import cv2
 import pytest
@@ -155,7 +156,7 @@ def test_one_seed_has_no_interval_and_the_markdown_says_only_the_mean():
     ("queued", "have not finished: q (queued"),
     ("failed", "have not finished: f (failed"),
     ("duplicate", "have the same params"),
-    ("commits", "run from 2 commits"),
+    ("commits", "run from 2 commits .* differs in ['jmrn/train.py']"),
     ("data", "differ in their data: data/raw/jhmdb14_gt has 2 versions"),
     ("datasets", "of 2 datasets"),
 ])  # fmt: skip
@@ -176,8 +177,66 @@ def test_what_cannot_be_compared_is_refused_by_name(case, message):
         revs[5] = experiment("n0", seed=0, variant="none", jmrn=0.7, raw_hash="zzz.dir")
     elif case == "datasets":
         revs.append(experiment("s", seed=0, dataset="synthetic", jmrn=0.9))
-    with pytest.raises(report.ReportError, match=message.replace("(", r"\(")):
-        report.build(exp_show(*revs, other_commit=other), baseline_params=PARAMS)
+    with pytest.raises(report.ReportError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        report.build(exp_show(*revs, other_commit=other), baseline_params=PARAMS,
+                     code_of=lambda commit: {"jmrn/train.py": commit[:3]})  # fmt: skip
+
+
+def test_seeds_of_another_commit_with_the_same_stage_code_join_the_grid():
+    """Seeds 5 and 6 queued from a later commit that changed no stage code add to the groups;
+    the report names both commits."""
+    later = (experiment("p5", seed=5, variant="proposed", jmrn=0.80, potion=0.75),
+             experiment("n5", seed=5, variant="none", jmrn=0.77))  # fmt: skip
+    same = {"jmrn/train.py": "same", "dvc.yaml": "same"}
+    out = report.build(exp_show(*grid(), other_commit=later), baseline_params=PARAMS,
+                       code_of=lambda commit: same)  # fmt: skip
+    assert {g["n"] for g in out["groups"]} == {6}
+    assert out["commits"] == ["abc1234" * 5, "def5678" * 5]
+    assert "commits `abc1234`, `def5678` (the same stage code)" in report.markdown(out)
+    jcl = next(p for p in out["pairs"] if p["differs"] == "contrastive.variant")
+    assert jcl["metrics"]["train/jmrn/test/top1"]["n"] == 6
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_stage_code_hashes_exactly_the_declared_code_dependencies(tmp_path):
+    """dvc.yaml and the files under jmrn/ and stages/ it declares (directories expanded):
+    a change there splits commits, a change anywhere else does not."""
+    (tmp_path / "jmrn" / "readers").mkdir(parents=True)
+    (tmp_path / "stages").mkdir()
+    files = {"jmrn/train.py": "a = 1\n", "jmrn/readers/x.py": "b = 1\n",
+             "jmrn/report.py": "c = 1\n", "stages/train.py": "d = 1\n", "README.md": "hi\n",
+             "dvc.yaml": yaml.safe_dump({"stages": {
+                 "train": {"foreach": ["jmrn"], "do": {"cmd": "python -m stages.train",
+                           "deps": ["data/${dataset}/h.h5", "stages/train.py",
+                                    "jmrn/train.py", "jmrn/readers"]}}}})}  # fmt: skip
+    for path, text in files.items():
+        (tmp_path / path).write_text(text)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+
+    def commit(message):
+        _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    first = commit("one")
+    code = report.stage_code(first, tmp_path)
+    assert sorted(code) == ["dvc.yaml", "jmrn/readers/x.py", "jmrn/train.py", "stages/train.py"]
+    (tmp_path / "README.md").write_text("docs\n")
+    (tmp_path / "jmrn/report.py").write_text("c = 2\n")  # not a stage dependency
+    docs = commit("docs")
+    assert report.stage_code(docs, tmp_path) == code
+    assert report.same_code([first, docs, docs], lambda c: report.stage_code(c, tmp_path)) \
+        == [first, docs]  # fmt: skip
+    (tmp_path / "jmrn/readers/x.py").write_text("b = 2\n")
+    changed = commit("code")
+    with pytest.raises(report.ReportError, match=r"differs in \['jmrn/readers/x.py'\]"):
+        report.same_code([first, changed], lambda c: report.stage_code(c, tmp_path))
+    with pytest.raises(report.ReportError, match="cannot read the code of commit 0000000"):
+        report.stage_code("0" * 40, tmp_path)
 
 
 def test_unfinished_ones_can_be_left_out_by_choice_and_are_listed():
