@@ -8,9 +8,9 @@ Writes bench/results/speedup.json and prints one line per measurement. Three mea
 old and new back to back in the same run:
 
 * ``rates``: the machine's GEMM rate (a 2048x2048 matrix product) in fp32 and bf16, and the
-  model step of the jhmdb14_gt CPU configuration (JMRN, two views of a batch of 16, forward,
-  losses, backward, Adam): its FLOPs counted by torch's FlopCounterMode, divided by its time,
-  as a fraction of the GEMM rate in the same precision.
+  model step of the jhmdb14_gt CPU configuration (JMRN and PoTion, two views of a batch of
+  16, forward, loss, backward, Adam): its FLOPs counted by torch's FlopCounterMode, divided by
+  its time, as a fraction of the GEMM rate in the same precision.
 * ``train``: ``train@jmrn`` on jhmdb14_gt (``dvc exp run --force --single-item``), timed from
   DVC's output as bench/stage_costs.py does.
 * ``repro``: the synthetic default, all twelve stages (``dvc exp run --force``).
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stage_costs import timed_stages  # noqa: E402
 from jmrn.io import write_json  # noqa: E402
-from jmrn.models import JMRN  # noqa: E402
+from jmrn.models import JMRN, PoTion  # noqa: E402
 from jmrn.precision import autocast  # noqa: E402
 
 OLD = ["-S", "compute.precision=fp32", "-S", "clips.per_video=0"]
@@ -69,11 +69,16 @@ def gemm_rate(precision: str, size: int, repeats: int) -> float:
     return 2 * size**3 / seconds_per_call(lambda: torch.mm(a, b), repeats) / 1e9
 
 
-def model_step(config: dict, precision: str):
-    """(step function, its FLOPs): one training step of JMRN on two views of a batch."""
+def model_step(config: dict, precision: str, model: str = "jmrn"):
+    """(step function, its FLOPs): one training step of JMRN or PoTion on two views of a
+    batch."""
     torch.manual_seed(0)
-    net = JMRN(config["joints"], config["classes"], 3, config["c_dim"], config["widths"],
-               config["head"]).to(memory_format=torch.channels_last)  # fmt: skip
+    if model == "jmrn":
+        net = JMRN(config["joints"], config["classes"], 3, config["c_dim"], config["widths"],
+                   config["head"])  # fmt: skip
+    else:
+        net = PoTion(config["joints"], config["classes"], 3, config["widths"], config["head"])
+    net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), 1e-3)
     views = torch.rand(2 * config["batch"], 3, config["joints"], *config["grid"])
     targets = torch.randint(0, config["classes"], (2 * config["batch"],))
@@ -82,7 +87,7 @@ def model_step(config: dict, precision: str):
     def step() -> None:
         with autocast(device, precision):
             out = net(views)
-        loss = F.cross_entropy(out.logits.float(), targets) + out.embeddings.float().sum() * 0
+        loss = F.cross_entropy(out.logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -108,19 +113,23 @@ def rates(quick: bool) -> dict:
     config = QUICK_STEP if quick else STEP
     out = {"config": config, "gemm_size": size, "threads": torch.get_num_threads()}
     for precision in precisions:
-        step, flops = model_step(config, precision)
-        seconds = seconds_per_call(step, 3 if quick else 15)
         gemm = gemm_rate(precision, size, repeats)
-        out[precision] = {"gemm_gflops": round(gemm, 1), "step_seconds": round(seconds, 4),
-                          "step_gflop": round(flops / 1e9, 3),
-                          "step_gflops": round(flops / seconds / 1e9, 1),
-                          "fraction_of_gemm": round(flops / seconds / 1e9 / gemm, 3)}  # fmt: skip
-        print(f"rates {precision}: GEMM {gemm:.0f} GFLOP/s; model step {seconds * 1e3:.0f} ms, "
-              f"{flops / seconds / 1e9:.0f} GFLOP/s = {flops / seconds / 1e9 / gemm:.0%} of the "
-              "GEMM rate")  # fmt: skip
+        out[precision] = {"gemm_gflops": round(gemm, 1)}
+        print(f"rates {precision}: GEMM {gemm:.0f} GFLOP/s")
+        for model in ("jmrn", "potion"):
+            step, flops = model_step(config, precision, model)
+            seconds = seconds_per_call(step, 3 if quick else 15)
+            rate = flops / seconds / 1e9
+            out[precision][model] = {"step_seconds": round(seconds, 4),
+                                     "step_gflop": round(flops / 1e9, 3),
+                                     "step_gflops": round(rate, 1),
+                                     "fraction_of_gemm": round(rate / gemm, 3)}  # fmt: skip
+            print(f"rates {precision} {model}: step {seconds * 1e3:.0f} ms, {rate:.0f} GFLOP/s "
+                  f"= {rate / gemm:.0%} of the GEMM rate")  # fmt: skip
     if "bf16" in out:
-        out["bf16_step_speedup"] = round(out["fp32"]["step_seconds"]
-                                         / out["bf16"]["step_seconds"], 2)  # fmt: skip
+        out["bf16_step_speedup"] = {m: round(out["fp32"][m]["step_seconds"]
+                                             / out["bf16"][m]["step_seconds"], 2)
+                                    for m in ("jmrn", "potion")}  # fmt: skip
     return out
 
 

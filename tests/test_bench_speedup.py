@@ -29,9 +29,10 @@ def test_quick_rates_run_and_report_a_fraction_of_the_gemm_rate(tmp_path):
     subprocess.run([sys.executable, "bench/speedup.py", "--quick", "--only", "rates", "--out",
                     str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     rates = json.loads(out.read_text())["rates"]
-    fp32 = rates["fp32"]
-    assert fp32["gemm_gflops"] > 0 and fp32["step_seconds"] > 0
-    assert 0 < fp32["fraction_of_gemm"] < 2
+    for model in ("jmrn", "potion"):
+        step = rates["fp32"][model]
+        assert rates["fp32"]["gemm_gflops"] > 0 and step["step_seconds"] > 0
+        assert step["step_gflop"] > 0 and 0 < step["fraction_of_gemm"] < 2
 
 
 def test_quick_refuses_the_long_measurements():
