@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jmrn.config import SECTIONS, section
+from jmrn.config import SECTIONS
 from jmrn.io import atomic_path, write_json
 
 SWEPT = ("paa.beta", "paa.gamma", "train.seed")
@@ -46,10 +46,17 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def effective_params(params: dict) -> dict[str, Any]:
     """Every section of the active dataset with the top-level overrides applied, flattened
-    (``paa.beta`` -> 4), plus ``dataset`` and ``split``."""
+    (``paa.beta`` -> 4), plus ``dataset`` and ``split``.
+
+    ``params`` is an experiment's recorded params.yaml, which the params schema of its own
+    commit checked when it ran: it is read as it is, not against today's schema, so an
+    experiment from before a key was added still reads (without that key)."""
     flat = {"dataset": params["dataset"], "split": json.dumps(params.get("split"))}
+    block = (params.get("datasets") or {}).get(params["dataset"]) or {}
     for name in SECTIONS:
-        for key, value in section(params, name).items():
+        values = dict(block.get(name) or {})
+        values.update({k: v for k, v in (params.get(name) or {}).items() if v is not None})
+        for key, value in values.items():
             flat[f"{name}.{key}"] = json.dumps(value, sort_keys=True)
     return flat
 

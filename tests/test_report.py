@@ -239,6 +239,19 @@ def test_stage_code_hashes_exactly_the_declared_code_dependencies(tmp_path):
         report.stage_code("0" * 40, tmp_path)
 
 
+def test_experiments_from_before_a_params_key_existed_still_read():
+    """Their params.yaml lacks a key today's schema requires (clips.per_video came later):
+    they are read as recorded, not refused by today's schema."""
+    revs = grid()
+    for rev in revs:
+        params = rev["data"]["params"]["params.yaml"]["data"]
+        del params["datasets"]["jhmdb14_gt"]["clips"]["per_video"]
+        del params["clips"]["per_video"]
+    out = build(*revs)
+    assert {g["n"] for g in out["groups"]} == {5}
+    assert out["differing_params"] == ["contrastive.variant"]
+
+
 def test_unfinished_ones_can_be_left_out_by_choice_and_are_listed():
     revs = grid()
     revs[2] = experiment("p2", seed=2, variant="proposed", jmrn=0.5, finished=False)
