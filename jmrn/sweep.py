@@ -46,12 +46,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def effective_params(params: dict) -> dict[str, Any]:
     """Every section of the active dataset with the top-level overrides applied, flattened
-    (``paa.beta`` -> 4), plus ``dataset`` and ``split``.
+    (``paa.beta`` -> 4), plus ``dataset``, ``split`` and ``compute.precision``.
 
     ``params`` is an experiment's recorded params.yaml, which the params schema of its own
     commit checked when it ran: it is read as it is, not against today's schema, so an
     experiment from before a key was added still reads (without that key)."""
-    flat = {"dataset": params["dataset"], "split": json.dumps(params.get("split"))}
+    flat = {"dataset": params["dataset"], "split": json.dumps(params.get("split")),
+            # the one compute key that changes figures (null before it existed)
+            "compute.precision": json.dumps((params.get("compute") or {}).get("precision"))}
     block = (params.get("datasets") or {}).get(params["dataset"]) or {}
     for name in SECTIONS:
         values = dict(block.get(name) or {})

@@ -252,6 +252,22 @@ def test_experiments_from_before_a_params_key_existed_still_read():
     assert out["differing_params"] == ["contrastive.variant"]
 
 
+def test_precision_is_a_setting_of_its_own():
+    """bf16 and fp32 runs of one seed are two groups paired by seed, not duplicates."""
+    revs = [experiment(f"f{s}", seed=s, variant="proposed", jmrn=PROPOSED[s]) for s in range(3)]
+    revs += [experiment(f"b{s}", seed=s, variant="proposed", jmrn=PROPOSED[s] + DROP[s],
+                        compute__precision="bf16") for s in range(3)]  # fmt: skip
+    for rev in revs[:3]:
+        rev["data"]["params"]["params.yaml"]["data"]["compute"]["precision"] = "fp32"
+    out = build(*revs)
+    pair = out["pairs"][0]
+    assert pair["differs"] == "compute.precision"
+    sign = 1 if pair["b"]["compute.precision"] == "bf16" else -1  # b - a
+    assert pair["metrics"]["train/jmrn/test/top1"]["mean"] == pytest.approx(
+        sign * sum(DROP[:3]) / 3)  # fmt: skip
+    assert pair["metrics"]["train/jmrn/test/top1"]["n"] == 3
+
+
 def test_unfinished_ones_can_be_left_out_by_choice_and_are_listed():
     revs = grid()
     revs[2] = experiment("p2", seed=2, variant="proposed", jmrn=0.5, finished=False)
