@@ -31,11 +31,13 @@ def test_fp32_is_fp32_everywhere(cpuinfo):
     assert precision.resolve("fp32", CPU, cpuinfo("avx512_bf16"))[0] == "fp32"
 
 
-def test_auto_keeps_fp32_on_a_cpu_and_says_why(cpuinfo):
+def test_auto_is_bf16_on_a_cpu_with_bf16_units_and_says_why(cpuinfo, tmp_path):
     used, why = precision.resolve("auto", CPU, cpuinfo("avx512f avx512_bf16"))
-    assert used == "fp32" and "avx512_bf16" in why and "parity" in why
-    used, why = precision.resolve("auto", CPU, cpuinfo("avx512f"))
-    assert used == "fp32" and "no bf16 units" in why
+    assert used == "bf16" and why == "compute.precision is auto: the CPU has avx512_bf16"
+    assert precision.resolve("auto", CPU, cpuinfo("amx_bf16 amx_tile"))[0] == "bf16"
+    for path in (cpuinfo("avx512f"), tmp_path / "no such file"):
+        used, why = precision.resolve("auto", CPU, path)
+        assert used == "fp32" and why == "compute.precision is auto: the CPU has no bf16 units"
 
 
 def test_explicit_bf16_needs_bf16_units(cpuinfo, tmp_path):
