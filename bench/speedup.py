@@ -11,16 +11,19 @@ old and new back to back in the same run:
   model step of the jhmdb14_gt CPU configuration (JMRN and PoTion, two views of a batch of
   16, forward, loss, backward, Adam): its FLOPs counted by torch's FlopCounterMode, divided by
   its time, as a fraction of the GEMM rate in the same precision.
-* ``train``: ``train@jmrn`` on jhmdb14_gt (``dvc exp run --force --single-item``), timed from
-  DVC's output as bench/stage_costs.py does.
+* ``train``: the command of ``train@jmrn`` on jhmdb14_gt (``python -m stages.train jmrn``,
+  params.yaml set to the dataset and the version for the run). Its heatmaps must be in the
+  workspace: ``dvc exp run -S dataset=jhmdb14_gt heatmaps && git checkout params.yaml dvc.lock``
+  (run-cache) first. Not through ``dvc exp run``: in the workspace it checks out the
+  baseline's outputs first, which removes another dataset's caches.
 * ``repro``: the synthetic default, all twelve stages (``dvc exp run --force``).
 
-"Old" is the previous defaults, ``-S compute.precision=fp32 -S clips.per_video=0``: no
+"Old" is the previous defaults, ``compute.precision=fp32`` and ``clips.per_video=0``: no
 autocast and every clip in every epoch of the clip classifier, the code paths of the commits
-before both existed. "New" is params.yaml as it is. The runs are DVC experiments in this
-workspace: params.yaml is restored after each, the benchmark's experiments are removed at the
-end (so that ``jmrn.report`` never sees them), and the workspace keeps the new synthetic run's
-outputs. Run it on an otherwise idle machine: both runs of a pair share its load.
+before both existed. "New" is params.yaml as it is. params.yaml is restored after each run;
+the synthetic runs are DVC experiments in this workspace, removed at the end (so that
+``jmrn.report`` never sees them), and the workspace keeps the new synthetic run's outputs.
+Run it on an otherwise idle machine: both runs of a pair share its load.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -146,17 +150,43 @@ def experiment(args: list[str], name: str) -> tuple[dict[str, float], float]:
     return times, time.monotonic() - start
 
 
-def pair(label: str, args: list[str], stage: str | None, stamp: str) -> dict:
-    """Old then new, back to back: their seconds (of ``stage``, or of the whole run)."""
+def repro_pair(stamp: str) -> dict:
+    """The synthetic default, every stage: old then new, back to back."""
     row = {}
     for version, extra in (("old", OLD), ("new", [])):
-        times, total = experiment([*args[:-1], *extra, *args[-1:]] if stage else [*args, *extra],
-                                  f"speedup-{label}-{version}-{stamp}")  # fmt: skip
-        row[version] = {"seconds": round(times[stage] if stage else total, 1),
+        times, total = experiment(extra, f"speedup-repro-{version}-{stamp}")
+        row[version] = {"seconds": round(total, 1),
                         "stages": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip
+    return _ratio("repro", row)
+
+
+def train_pair() -> dict:
+    """``python -m stages.train jmrn`` on jhmdb14_gt: old then new, back to back."""
+    if not Path("data/jhmdb14_gt/heatmaps.h5").exists():
+        raise SystemExit("data/jhmdb14_gt/heatmaps.h5 is missing: restore it with `dvc exp run "
+                         "-S dataset=jhmdb14_gt heatmaps && git checkout params.yaml dvc.lock`")
+    original = Path("params.yaml").read_bytes()
+    row = {}
+    try:
+        for version in ("old", "new"):
+            params = yaml.safe_load(original)
+            params["dataset"] = "jhmdb14_gt"
+            if version == "old":
+                params["compute"]["precision"] = "fp32"
+            Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-m", "stages.train", "jmrn"], check=True,
+                           capture_output=True)  # fmt: skip
+            row[version] = {"seconds": round(time.monotonic() - start, 1)}
+    finally:
+        Path("params.yaml").write_bytes(original)
+    return _ratio("train", row)
+
+
+def _ratio(label: str, row: dict) -> dict:
     row["ratio"] = round(row["new"]["seconds"] / row["old"]["seconds"], 3)
     print(f"{label}: old {row['old']['seconds']:.0f} s, new {row['new']['seconds']:.0f} s, "
-          f"new/old = {row['ratio']:.2f}")  # fmt: skip
+          f"new/old = {row['ratio']:.2f}", flush=True)  # fmt: skip
     return row
 
 
@@ -180,12 +210,10 @@ def main() -> None:
     made = []
     try:
         if "train" in only:
-            made += [f"speedup-train-{v}-{stamp}" for v in ("old", "new")]
-            result["train_jmrn_jhmdb14_gt"] = pair(
-                "train", ["-s", "-S", "dataset=jhmdb14_gt", "train@jmrn"], "train@jmrn", stamp)
+            result["train_jmrn_jhmdb14_gt"] = train_pair()
         if "repro" in only:
             made += [f"speedup-repro-{v}-{stamp}" for v in ("old", "new")]
-            result["repro_synthetic"] = pair("repro", [], None, stamp)
+            result["repro_synthetic"] = repro_pair(stamp)
     finally:
         if made:  # the benchmark's runs are not results: keep them out of every report
             subprocess.run(["dvc", "exp", "remove", *made], capture_output=True)
