@@ -29,6 +29,7 @@ Run it on an otherwise idle machine: both runs of a pair share its load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -137,16 +138,23 @@ def rates(quick: bool) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def params_restored():
+    """params.yaml's bytes as they were, yielded, and written back afterwards, whatever
+    happens (``dvc exp run -S`` and the train runs write into it)."""
+    original = Path("params.yaml").read_bytes()
+    try:
+        yield original
+    finally:
+        Path("params.yaml").write_bytes(original)
+
+
 def experiment(args: list[str], name: str) -> tuple[dict[str, float], float]:
-    """Stage seconds and total of one ``dvc exp run --force`` in this workspace; params.yaml
-    is restored after it, whatever happens."""
-    params = Path("params.yaml").read_bytes()
+    """Stage seconds and total of one ``dvc exp run --force`` in this workspace."""
     cmd = ["dvc", "exp", "run", "--force", "-n", name, *args]
     start = time.monotonic()
-    try:
+    with params_restored():
         times, _ = timed_stages(cmd)
-    finally:
-        Path("params.yaml").write_bytes(params)
     return times, time.monotonic() - start
 
 
@@ -165,9 +173,8 @@ def train_pair() -> dict:
     if not Path("data/jhmdb14_gt/heatmaps.h5").exists():
         raise SystemExit("data/jhmdb14_gt/heatmaps.h5 is missing: restore it with `dvc exp run "
                          "-S dataset=jhmdb14_gt heatmaps && git checkout params.yaml dvc.lock`")
-    original = Path("params.yaml").read_bytes()
     row = {}
-    try:
+    with params_restored() as original:
         for version in ("old", "new"):
             params = yaml.safe_load(original)
             params["dataset"] = "jhmdb14_gt"
@@ -178,8 +185,6 @@ def train_pair() -> dict:
             subprocess.run([sys.executable, "-m", "stages.train", "jmrn"], check=True,
                            capture_output=True)  # fmt: skip
             row[version] = {"seconds": round(time.monotonic() - start, 1)}
-    finally:
-        Path("params.yaml").write_bytes(original)
     return _ratio("train", row)
 
 
