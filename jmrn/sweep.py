@@ -7,8 +7,9 @@ per gamma, mean and standard deviation over the seeds that were queued.
 
 It reads what ``dvc exp show --json --all-commits`` reports (or a file saved from it,
 ``--input``): every experiment's params and the metrics file of the chosen model, and the
-commit it was run from. Experiments of different commits (so possibly of different code) are
-an error unless ``--rev`` picks one. Each experiment's beta, gamma
+commit it was run from. Experiments of several commits are pooled where the stages' code is
+the same in all of them (``same_code``, as in ``jmrn.report``), and an error naming the files
+that differ otherwise (``--rev`` picks one commit). Each experiment's beta, gamma
 and seed are the effective values (a top-level override, else the dataset block's), so a
 sweep over overrides and a sweep over the block give the same picture. Experiments of other
 datasets are left out; experiments that differ in any other parameter are an error (the
@@ -28,11 +29,63 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from jmrn.config import SECTIONS
 from jmrn.io import atomic_path, write_json
 
 SWEPT = ("paa.beta", "paa.gamma", "train.seed")
+
+
+class ReportError(ValueError):
+    """The experiments cannot be summarised as asked: the message says why and what to do."""
+
+
+def stage_code(commit: str, repo: Path | str = ".") -> dict[str, str]:
+    """Git's blob hash of dvc.yaml and of every file under ``jmrn/`` or ``stages/`` that
+    dvc.yaml declares as a stage dependency (directories expanded), at ``commit``: the code
+    that produced an experiment's metrics."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ReportError(f"cannot read the code of commit {commit[:7]} with git "
+                              f"({done.stderr.strip() or 'git failed'}): pick one commit "
+                              "with --rev")  # fmt: skip
+        return done.stdout
+
+    stages = (yaml.safe_load(git("show", f"{commit}:dvc.yaml")) or {}).get("stages") or {}
+    paths = set()
+    for stage in stages.values():
+        for dep in (stage.get("do", stage) or {}).get("deps") or []:
+            path = dep if isinstance(dep, str) else next(iter(dep))
+            if path.startswith(("jmrn/", "stages/")) and "${" not in path:
+                paths.add(path.rstrip("/"))
+    code = {"dvc.yaml": git("rev-parse", f"{commit}:dvc.yaml").strip()}
+    for line in git("ls-tree", "-r", commit, "--", *sorted(paths)).splitlines():
+        meta, path = line.split("\t", 1)
+        code[path] = meta.split()[2]
+    return code
+
+
+def same_code(commits: list[str], code_of=stage_code) -> list[str]:
+    """The distinct commits of ``commits`` (one per experiment), oldest name first as given;
+    an error naming the files where their stages' code differs."""
+    found = list(dict.fromkeys(commits))
+    if len(found) == 1:
+        return found
+    first = code_of(found[0])
+    for other in found[1:]:
+        code = code_of(other)
+        differ = sorted(p for p in first.keys() | code.keys() if first.get(p) != code.get(p))
+        if differ:
+            counts = {c[:7]: commits.count(c) for c in found}
+            raise ReportError(f"the experiments were run from {len(found)} commits "
+                              f"(experiments per commit: {counts}), and the stages' code of "
+                              f"{found[0][:7]} and {other[:7]} differs in {differ[:4]}"
+                              f"{' ...' if len(differ) > 4 else ''}; pick one commit with "
+                              f"--rev (e.g. --rev {found[-1][:7]})")  # fmt: skip
+    return found
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -93,10 +146,10 @@ def _metric(metrics: dict, path: str, key: str | None) -> tuple[str, float] | No
 
 
 def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: str | None,
-            only: dict[str, str], rev: str | None = None) -> dict:  # fmt: skip
+            only: dict[str, str], rev: str | None = None, code_of=stage_code) -> dict:  # fmt: skip
     """The sweep's table: one row per experiment (beta, gamma, seed, metric) of ``dataset``
-    (default: the dataset of most experiments), all run from one commit (``rev``, a prefix of
-    the commit's hash; needed only when the experiments come from several)."""
+    (default: the dataset of most experiments), run from commits whose stages' code is the
+    same (``same_code``; ``rev``, a prefix of a commit's hash, keeps one commit's)."""
     rows = []
     for exp in experiments(exp_show):
         if rev and not exp["baseline"].startswith(rev):
@@ -119,7 +172,7 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
     rows = [r for r in rows if r["flat"]["dataset"] == dataset]
     if not rows:
         raise ValueError(f"no finished experiment of dataset {dataset!r} (found {datasets})")
-    baselines = one_commit([r["baseline"] for r in rows], f"the experiments of {dataset!r}")
+    commits = same_code([r["baseline"] for r in rows], code_of)
     differing = sorted(k for k in rows[0]["flat"] if k not in SWEPT
                        and len({r["flat"].get(k) for r in rows}) > 1)  # fmt: skip
     if differing:
@@ -138,20 +191,8 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         raise ValueError(f"several experiments have the same beta, gamma and seed: {duplicates}; "
                          "remove the extra ones (`dvc exp remove <name>`)")  # fmt: skip
     return {"dataset": dataset, "model": model, "metric": rows[0]["metric"],
-            "commit": baselines,
+            "commits": commits,
             "rows": sorted(table, key=lambda r: (r["gamma"], r["beta"], r["seed"]))}  # fmt: skip
-
-
-def one_commit(commits: list[str], what: str = "the experiments") -> str:
-    """The one commit ``commits`` (one per experiment) share; experiments of several commits,
-    whose code may differ, are an error that says how to pick one."""
-    found = sorted(set(commits))
-    if len(found) > 1:
-        counts = {c[:7]: commits.count(c) for c in found}
-        raise ValueError(f"{what} were run from {len(found)} commits (experiments per commit: "
-                         f"{counts}), whose code may differ; pick one with --rev (e.g. --rev "
-                         f"{found[-1][:7]})")  # fmt: skip
-    return found[0]
 
 
 def parse_value(value: str) -> Any:
@@ -252,7 +293,8 @@ def write(sweep: dict, out_dir: Path) -> dict[str, Path]:
         Path(tmp).write_text("\n".join(lines) + "\n")
     seeds = sorted({r["seed"] for r in sweep["rows"]})
     title = (f"{sweep['dataset']}, {sweep['model']}, seeds {','.join(map(str, seeds))}, "
-             f"commit {sweep['commit'][:7]}")
+             f"commit{'s' if len(sweep['commits']) > 1 else ''} "
+             f"{'+'.join(c[:7] for c in sweep['commits'])}")
     image = draw(summary, title, sweep["metric"])
     with atomic_path(paths["png"]) as tmp:
         ok, encoded = cv2.imencode(".png", image)

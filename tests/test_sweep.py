@@ -130,12 +130,20 @@ def test_the_dvc_plot_template_draws_one_line_per_gamma_with_the_csv_columns(tmp
     assert fields == {"mean", "low"} and spec["layer"][1]["encoding"]["y2"]["field"] == "high"
 
 
-def test_experiments_of_several_commits_are_an_error_unless_one_is_picked():
-    later = [experiment("new", 0.2, beta=0, gamma=0, seed=0)]
+def test_experiments_of_commits_with_different_code_are_an_error_unless_one_is_picked():
+    """As in jmrn.report: commits whose stages' code differs do not mix, and --rev picks one;
+    commits with the same stage code (a docs change between them) pool."""
+    later = [experiment("new", 0.2, beta=0, gamma=0, seed=2)]
     shown = exp_show(*grid(), other_commit=tuple(later))
-    with pytest.raises(ValueError, match="run from 2 commits"):
-        sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={})
-    picked = sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={}, rev="def")
-    assert [r["experiment"] for r in picked["rows"]] == ["new"] and picked["commit"] == "def5678"
+    differs = lambda commit: {"jmrn/train.py": commit[:3]}  # noqa: E731
+    with pytest.raises(ValueError, match=r"run from 2 commits.*differs in \['jmrn/train.py'\]"):
+        sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={}, code_of=differs)
+    picked = sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={}, rev="def",
+                           code_of=differs)  # fmt: skip
+    assert [r["experiment"] for r in picked["rows"]] == ["new"]
+    assert picked["commits"] == ["def5678"]
     assert len(sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={},
-                             rev="abc1")["rows"]) == 8  # fmt: skip
+                             rev="abc1", code_of=differs)["rows"]) == 8  # fmt: skip
+    pooled = sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={},
+                           code_of=lambda commit: {"jmrn/train.py": "same"})  # fmt: skip
+    assert len(pooled["rows"]) == 9 and len(pooled["commits"]) == 2
