@@ -19,7 +19,11 @@ params, metrics, data and the commit it ran from. Then:
   metric both have, paired by replicate (seed, split), with its mean, std and 95 % CI. A
   paired difference removes what a seed does to both settings (the split of validation
   videos, the initialisation), so its CI is the one to read for "does b beat a". ``a`` is
-  the group whose value of that param is the commit's own (params.yaml), where there is one.
+  the group whose value of that param is the commit's own (params.yaml, the report's
+  dataset), where there is one. Groups that differ in several params of one section also
+  pair where ``a`` has the commit's values of all of them: a setting such as a stronger
+  ``contrastive.lambda`` with its schedule, against the default (``differs`` names them all,
+  ``keys`` lists them).
 * **Comparisons within a group** (``--compare A B``, default: JMRN vs PoTion + PAA, and
   every model's selection rules against the best test epoch): the paired difference B − A
   of two metrics of the same experiments.
@@ -238,7 +242,8 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         e["metrics"] = {name: value for name, value in metrics_of(e["files"], dataset).items()
                         if any(matches(name, p) for p in metrics)}  # fmt: skip
     groups = _groups(experiments)
-    base = decoded_params(baseline_params) if baseline_params else {}
+    # the commit's own values for this dataset (params.yaml's block of it, with its overrides)
+    base = decoded_params({**baseline_params, "dataset": dataset}) if baseline_params else {}
     return {
         "dataset": dataset, "commit": "+".join(c[:7] for c in commits) if len(commits) > 1
         else commits[0], "commits": commits, "replicates": list(replicates),
@@ -306,16 +311,20 @@ def _paired(a: list[dict], b: list[dict], metric_a: str, metric_b: str) -> dict 
 
 
 def _pairs(groups: list[dict], base: dict) -> list[dict]:
+    """b - a for two groups that differ in one param (a: the commit's value where one is), or
+    in several params of one section where a has the commit's values of all of them (a
+    setting such as ``contrastive.lambda`` with its schedule, against the default)."""
     out = []
     for i, first in enumerate(groups):
         for second in groups[i + 1:]:
             differs = [k for k in first["params"] if first["params"][k] != second["params"][k]]
-            if len(differs) != 1:
-                continue
-            key = differs[0]
             a, b = first, second
-            if key in base and b["params"][key] == base[key]:
+            if any(k in base and b["params"][k] == base[k] for k in differs):
                 a, b = b, a  # a: the commit's own value
+            if len(differs) > 1 and (len({k.split(".")[0] for k in differs}) > 1
+                                     or any(k not in base or a["params"][k] != base[k]
+                                            for k in differs)):  # fmt: skip
+                continue
             metrics = {}
             for name in sorted({m for e in a["experiments"] for m in e["metrics"]}):
                 found = _paired(a["experiments"], b["experiments"], name, name)
@@ -323,9 +332,16 @@ def _pairs(groups: list[dict], base: dict) -> list[dict]:
                     metrics[name] = found
             if metrics:
                 n = max(m["n"] for m in metrics.values())
-                out.append({"a": a["params"], "b": b["params"], "differs": key, "n": n,
-                            "metrics": metrics})  # fmt: skip
+                out.append({"a": a["params"], "b": b["params"], "differs": ", ".join(differs),
+                            "keys": differs, "n": n, "metrics": metrics})  # fmt: skip
     return out
+
+
+def setting(params: dict, keys: list[str]) -> str:
+    """The values of ``keys`` in ``params``: the bare value for one key, else key=value."""
+    if len(keys) == 1:
+        return json.dumps(params[keys[0]])
+    return ", ".join(f"{k.split('.', 1)[1]}={json.dumps(params[k])}" for k in keys)
 
 
 def default_comparisons(names: set[str]) -> list[tuple[str, str]]:
@@ -412,8 +428,8 @@ def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLI
             for name in heads:
                 if name in p["metrics"]:
                     s = p["metrics"][name]
-                    lines.append(f"| `{p['differs']}` | {json.dumps(p['a'][p['differs']])} | "
-                                 f"{json.dumps(p['b'][p['differs']])} | `{name}` | {s['n']} | "
+                    lines.append(f"| `{p['differs']}` | {setting(p['a'], p['keys'])} | "
+                                 f"{setting(p['b'], p['keys'])} | `{name}` | {s['n']} | "
                                  f"{_pct(s)} |")  # fmt: skip
     if report["comparisons"]:
         lines += ["", "Within a setting, paired differences B − A (points):", "",

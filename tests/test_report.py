@@ -284,6 +284,30 @@ def test_a_third_setting_pairs_only_with_the_groups_one_param_away():
     assert sorted(p["differs"] for p in out["pairs"]) == ["contrastive.variant", "paa.beta"]
 
 
+def test_a_setting_of_several_keys_of_one_section_pairs_with_the_commits_setting():
+    """A stronger loss (lambda and its schedule) against the default: one pair, oriented
+    b = the setting; groups that differ in several sections, or where neither side is the
+    commit's setting, do not pair."""
+    strong = [experiment(f"s{s}", seed=s, variant="proposed", jmrn=PROPOSED[s] - 0.05,
+                         contrastive__lambda=0.5, contrastive__start_epoch=0)
+              for s in range(3)]  # fmt: skip
+    mixed = [experiment(f"m{s}", seed=s, variant="proposed", jmrn=0.5, contrastive__lambda=0.5,
+                        contrastive__start_epoch=0, paa__beta=5) for s in range(3)]  # fmt: skip
+    out = report.build(exp_show(*grid(), *strong, *mixed), baseline_params=PARAMS)
+    assert len(out["groups"]) == 4
+    pairs = {p["differs"]: p for p in out["pairs"]}
+    assert set(pairs) == {"contrastive.variant", "contrastive.lambda, contrastive.start_epoch",
+                          "paa.beta"}  # fmt: skip
+    pair = pairs["contrastive.lambda, contrastive.start_epoch"]
+    assert pair["keys"] == ["contrastive.lambda", "contrastive.start_epoch"]
+    assert pair["b"]["contrastive.lambda"] == 0.5 and pair["a"]["contrastive.lambda"] == 0.05
+    stats = pair["metrics"]["train/jmrn/test/top1"]
+    assert stats["n"] == 3 and stats["mean"] == pytest.approx(-0.05, abs=1e-12)
+    assert pairs["paa.beta"]["a"]["contrastive.lambda"] == 0.5  # strong vs mixed: one key
+    assert "| `contrastive.lambda, contrastive.start_epoch` | lambda=0.05, start_epoch=20 | " \
+        "lambda=0.5, start_epoch=0 |" in report.markdown(out)  # fmt: skip
+
+
 def test_the_command_writes_markdown_csv_png_and_json(tmp_path, capsys):
     saved = tmp_path / "exp.json"
     saved.write_text(json.dumps(exp_show(*grid())))
