@@ -315,6 +315,7 @@ SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
         "stride": POSITIVE_INT,
         "epochs": POSITIVE_INT,
         "per_video": COUNT,  # clips of each video per epoch of clip_train; 0 = every clip
+        "init": one_of("scratch", "video"),  # video: start from models/<dataset>/jmrn.pt
         "k": POSITIVE_INT,
         "classifier": one_of("jmrn", "external"),
     },
@@ -728,11 +729,13 @@ def training_settings(params: dict, model: str = "jmrn", split: int | None = Non
 def clip_training_settings(params: dict) -> dict:
     """The clip classifier: JMRN with the video model's settings, trained for
     ``clips.epochs`` on the clip representations, on ``clips.per_video`` clips of each video
-    per epoch (0: every clip)."""
+    per epoch (0: every clip), from random weights or from the video model's
+    (``clips.init``: scratch | video)."""
     settings = training_settings(params, "jmrn")
     clips = section(params, "clips")
     settings["train"]["epochs"] = clips["epochs"]
     settings["train"]["clips_per_video"] = clips["per_video"]
+    settings["train"]["init"] = clips["init"]
     return settings
 
 

@@ -160,16 +160,51 @@ def fingerprint(settings: dict, heatmaps_path: str | Path) -> dict[str, str]:
 
     The content, not the file's time stamp: DVC may re-link an unchanged cache file.
     """
-    data = hashlib.sha256()
-    with open(heatmaps_path, "rb") as f:
-        while block := f.read(1 << 23):
-            data.update(block)
     code = hashlib.sha256()
     for name in TRAINING_CODE:
         code.update((Path(__file__).parent / name).read_bytes())
     text = json.dumps(settings, sort_keys=True, default=str)
     return {"settings": hashlib.sha256(text.encode()).hexdigest()[:16],
-            "data": data.hexdigest()[:16], "code": code.hexdigest()[:16]}  # fmt: skip
+            "data": file_sha256(heatmaps_path)[:16], "code": code.hexdigest()[:16]}  # fmt: skip
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 23):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def initial_weights(model: torch.nn.Module, path: str | Path, *, class_names: list[str],
+                    joint_names: list[str], model_settings: dict,
+                    held_out_videos: np.ndarray) -> None:  # fmt: skip
+    """Load the video model at ``path`` into the clip classifier ``model`` (``clips.init:
+    video``): a clip's representation has the video's shape, so the same network reads it.
+
+    Checked first, each a one-line error naming the file: the same classes, joints and model
+    settings; and the same videos held out for model selection (``held_out_videos``, the
+    clip classifier's validation clips' videos), since a video model trained on a
+    validation video would make the clip classifier's validation figures, and the model they
+    select, optimistic. Both draw that split with the same seed and fraction, so they agree
+    unless the data or the settings differ.
+    """
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    for what, have in (("class_names", class_names), ("joint_names", joint_names)):
+        if list(saved[what]) != list(have):
+            raise ValueError(f"{path}: its {what} differ from the clip file's; retrain the "
+                             "video model on this data (dvc repro train@jmrn)")  # fmt: skip
+    theirs = dict(saved["settings"]["model"])
+    if theirs != dict(model_settings):
+        raise ValueError(f"{path}: model settings {theirs} differ from the clip "
+                         f"classifier's {dict(model_settings)}")  # fmt: skip
+    held = np.unique(saved["model_selection_rows"].numpy())
+    if not np.array_equal(held, np.unique(held_out_videos)):
+        raise ValueError(f"{path}: the video model held out other videos for model selection "
+                         "than the clip classifier's validation clips come from: it has "
+                         "trained on some of them. Set clips.init: scratch, or use the same "
+                         "train.seed, val_fraction and val_group for both")  # fmt: skip
+    model.load_state_dict(saved["model"])
 
 
 def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
@@ -346,12 +381,14 @@ def train(
     loader_workers: int = 0,
     progress: bool = True,
     stage: str = "training",
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train with ``settings`` = {"model", "paa", "contrastive", "train", "splits"} sections.
 
     Returns the metrics written to ``metrics_path`` (on every rank; only rank 0 writes).
     ``stage`` names the run in the ETA line (``train@jmrn``); ``progress`` also shows a bar
-    over each epoch's batches.
+    over each epoch's batches. ``init_from``: a video model (models/<dataset>/jmrn.pt) whose
+    weights the clip classifier starts from (``initial_weights``).
     """
     clock = StageClock(stage)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -372,7 +409,7 @@ def train(
         return _train(heatmaps_path, settings, dev, {"used": used, "reason": why}, rank, world,
                       loader_workers, progress, Path(model_path), Path(checkpoint_path),
                       Path(metrics_path), Path(per_class_path), Path(plots_dir),
-                      clock)  # fmt: skip
+                      clock, None if init_from is None else Path(init_from))  # fmt: skip
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -380,7 +417,7 @@ def train(
 
 def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_workers, progress,
            model_path, checkpoint_path, metrics_path, per_class_path, plots_dir,
-           clock: StageClock) -> dict:  # fmt: skip
+           clock: StageClock, init_from: Path | None) -> dict:  # fmt: skip
     precision = precision_info["used"]
     t_set, m_set, c_set, p_set = (settings[k] for k in ("train", "model", "contrastive", "paa"))
     seed = int(t_set["seed"])
@@ -423,6 +460,7 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
         train_idx, val_idx = stratified_split(train_all, hf.labels[train_all],
                                               t_set["val_fraction"], seed, groups)  # fmt: skip
         train_clip_video = hf.clip_video[train_idx] if hf.clip_video is not None else None
+        clip_video_of_val = hf.clip_video[val_idx] if hf.clip_video is not None else None
     if len(val_idx) == 0:
         raise ValueError("the validation split is empty: raise train.val_fraction")
     crop, norm = tuple(t_set["crop"]), t_set["normalize"]
@@ -436,6 +474,12 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
     # channels_last weights match the channels_last activations (and their gradients, which
     # DistributedDataParallel's buckets expect in the parameters' layout).
     model = build_model(m_set, len(joint_names), len(class_names), channels)
+    if init_from is not None:
+        if train_clip_video is None:
+            raise ValueError(f"{heatmaps_path}: starting from a video model's weights is for "
+                             "the clip classifier: this is not a clip file")  # fmt: skip
+        initial_weights(model, init_from, class_names=class_names, joint_names=joint_names,
+                        model_settings=m_set, held_out_videos=clip_video_of_val)  # fmt: skip
     model = model.to(dev, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, t_set)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -451,7 +495,9 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
     if t_set.get("videos_per_class") and multi_label:
         raise ValueError("train.videos_per_class (class-aware batches) needs single-label "
                          "data: set it to 0 for this dataset")  # fmt: skip
-    key = fingerprint({**settings, "precision": precision}, heatmaps_path)
+    # a clip classifier started from a video model resumes only from that same model
+    started_from = {} if init_from is None else {"init_from": file_sha256(init_from)}
+    key = fingerprint({**settings, "precision": precision, **started_from}, heatmaps_path)
     state = {"epoch": 0, "history": [], "selection": selection.state_dict()}
     saved = resume_checkpoint(checkpoint_path, {"model": model, "optimizer": optimizer,
                                                 "scheduler": scheduler},

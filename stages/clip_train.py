@@ -1,5 +1,6 @@
 """Stage clip_train: the clip classifier f, JMRN trained on data/<dataset>/clips/heatmaps.h5
-(every clip labelled with its video's label; validation clips come from held-out videos)."""
+(every clip labelled with its video's label; validation clips come from held-out videos),
+from random weights or, with clips.init: video, from the video model models/<dataset>/jmrn.pt."""
 
 from jmrn.cli import concise_errors
 from jmrn.config import clip_training_settings, load_params
@@ -20,6 +21,7 @@ metrics = train(
     device=params["compute"]["device"], precision=params["compute"]["precision"],
     loader_workers=params["compute"]["loader_workers"],
     stage="clip_train",
+    init_from=f"models/{name}/jmrn.pt" if settings["train"]["init"] == "video" else None,
 )  # fmt: skip
 write_json(f"reports/{name}/clips/train_settings.json", settings)
 print(f"clip classifier {name}: test (per clip) {metrics['test']}")
