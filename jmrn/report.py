@@ -34,6 +34,12 @@ Metrics are named by their file under ``metrics/<dataset>/`` and their key, e.g.
 ``--metric`` (patterns matched segment by segment like paths, ``*`` within one segment) picks
 which are summarised (default :data:`DEFAULT_METRICS`).
 
+Metrics files that an experiment's own run did not write are left out of it and listed
+(``left_out_not_their_own``, and a line under the tables): an experiment queued with a target
+(``... train@jmrn``) runs only what the target needs, and holds its baseline commit's files
+for the other stages, which another seed or setting produced. Each experiment's dvc.lock tells
+which (``jmrn.experiments.stale_metrics``).
+
 It refuses (an error naming them): experiments that have not finished (queued, running,
 failed, or a live metrics file with ``finished: false``; ``--skip-unfinished`` leaves them
 out and lists them), two experiments of one group with the same replicate values, experiments
@@ -65,16 +71,15 @@ from typing import Any
 import numpy as np
 
 from jmrn.config import SELECTION_RULES
-from jmrn.io import atomic_path, write_json
-from jmrn.sweep import (
-    ReportError,
-    effective_params,
-    exp_show_json,
-    only_values,
-    parse_value,
+from jmrn.experiments import (
+    ExperimentsError,
+    experiment_lock,
     same_code,
     stage_code,
+    stale_metrics,
 )
+from jmrn.io import atomic_path, write_json
+from jmrn.sweep import effective_params, exp_show_json, only_values, parse_value
 
 REPLICATES = ("train.seed", "split")
 DEFAULT_METRICS = (
@@ -104,7 +109,7 @@ def summary(values: list[float]) -> dict:
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     if n == 0:
-        raise ReportError("no value to summarise")
+        raise ExperimentsError("no value to summarise")
     mean = float(x.mean())
     if n < 2:
         return {"n": n, "mean": mean, "std": None, "ci95": None}
@@ -146,9 +151,9 @@ def read_experiments(exp_show: list[dict]) -> list[dict]:
                     unfinished = "queued or running"
                 elif any(m.get("finished") is False for m in files.values()):
                     unfinished = "running (a metrics file says finished: false)"
-                found.append({"name": name, "commit": commit, "params": params or {},
-                              "files": files, "data": _data_hashes(data),
-                              "unfinished": unfinished})  # fmt: skip
+                found.append({"name": name, "commit": commit, "rev": data.get("rev", ""),
+                              "params": params or {}, "files": files,
+                              "data": _data_hashes(data), "unfinished": unfinished})  # fmt: skip
     return found
 
 
@@ -194,45 +199,49 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
           metrics: tuple[str, ...] = DEFAULT_METRICS, dataset: str | None = None,
           rev: str | list[str] | None = None, only: dict[str, Any] | None = None,
           compare: list[tuple[str, str]] | None = None, skip_unfinished: bool = False,
-          baseline_params: dict | None = None, code_of=stage_code) -> dict:  # fmt: skip
-    """The report of the experiments in ``exp_show`` (see the module docstring)."""
+          baseline_params: dict | None = None, code_of=stage_code,
+          lock_of=None) -> dict:  # fmt: skip
+    """The report of the experiments in ``exp_show`` (see the module docstring).
+    ``code_of(commit)`` and ``lock_of(experiment)`` read a commit's stage code and an
+    experiment's dvc.lock with its code (default: from git, ``jmrn.experiments``)."""
     experiments = read_experiments(exp_show)
     revs = [rev] if isinstance(rev, str) else list(rev or [])
     if revs:
         experiments = [e for e in experiments if e["commit"].startswith(tuple(revs))]
     if not experiments:
         of = f" of commit {', '.join(revs)}" if revs else ""
-        raise ReportError(f"no experiment found{of}" +
+        raise ExperimentsError(f"no experiment found{of}" +
                           ": queue some (`dvc exp run --queue -S 'train.seed=range(0,3)'`) "
                           "and run them (`dvc queue start -j 1`)")  # fmt: skip
     unfinished = [e for e in experiments if e["unfinished"]]
     if unfinished and not skip_unfinished:
         listed = ", ".join(f"{e['name']} ({e['unfinished']})" for e in unfinished[:5])
-        raise ReportError(f"{len(unfinished)} experiment(s) have not finished: {listed}"
+        raise ExperimentsError(f"{len(unfinished)} experiment(s) have not finished: {listed}"
                           f"{' ...' if len(unfinished) > 5 else ''}; wait for `dvc queue "
                           "status`, remove them (`dvc exp remove <name>`), or pass "
                           "--skip-unfinished")  # fmt: skip
     experiments = [e for e in experiments if not e["unfinished"]]
     if not experiments:
-        raise ReportError("no finished experiment")
+        raise ExperimentsError("no finished experiment")
     for e in experiments:
         e["flat"] = decoded_params(e["params"])
     datasets = sorted({e["flat"]["dataset"] for e in experiments})
     if dataset is None and len(datasets) > 1:
-        raise ReportError(f"the experiments are of {len(datasets)} datasets {datasets}: pick "
+        raise ExperimentsError(f"the experiments are of {len(datasets)} datasets {datasets}: pick "
                           "one with --dataset")  # fmt: skip
     dataset = dataset or datasets[0]
     experiments = [e for e in experiments if e["flat"]["dataset"] == dataset]
     for key, value in (only or {}).items():
         experiments = [e for e in experiments if e["flat"].get(key) == value]
     if not experiments:
-        raise ReportError(f"no finished experiment of dataset {dataset!r}"
+        raise ExperimentsError(f"no finished experiment of dataset {dataset!r}"
                           + (f" with {only}" if only else ""))  # fmt: skip
     commits = same_code([e["commit"] for e in experiments], code_of)
     _check_same_data(experiments)
+    not_their_own = _leave_out_stale(experiments, dataset, lock_of or lock_from_git)
     unknown = [k for k in replicates if k not in experiments[0]["flat"]]
     if unknown:
-        raise ReportError(f"replicate key(s) {unknown} are not params (e.g. train.seed)")
+        raise ExperimentsError(f"replicate key(s) {unknown} are not params (e.g. train.seed)")
     keys = sorted(experiments[0]["flat"])
     differing = [k for k in keys if k not in replicates
                  and len({json.dumps(e["flat"].get(k), sort_keys=True) for e in experiments}) > 1]
@@ -254,7 +263,33 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         "experiments": [{"name": e["name"], "params": e["group"], "replicate": e["replicate"]}
                         for g in groups for e in g["experiments"]],
         "left_out_unfinished": [e["name"] for e in unfinished],
+        "left_out_not_their_own": not_their_own,
     }  # fmt: skip
+
+
+def lock_from_git(experiment: dict) -> dict:
+    return experiment_lock(experiment["rev"])
+
+
+def _leave_out_stale(experiments: list[dict], dataset: str, lock_of) -> dict[str, dict]:
+    """Drop from each experiment the metrics files that its own run did not write (a stage its
+    target did not run: the baseline commit's file, ``jmrn.experiments.stale_metrics``);
+    returns {experiment: {file: why}} for the report to list."""
+    left_out = {}
+    for e in experiments:
+        paths = [p for p in e["files"] if p.startswith(f"metrics/{dataset}/")]
+        try:
+            ran = lock_of(e)
+        except ExperimentsError as err:
+            raise ExperimentsError(f"experiment {e['name']}: cannot read its dvc.lock ({err}); "
+                                   "run the report in the repository where the experiments "
+                                   "ran") from None  # fmt: skip
+        stale = stale_metrics(ran["lock"], e["params"], ran["code"], paths)
+        for path in stale:
+            del e["files"][path]
+        if stale:
+            left_out[e["name"]] = stale
+    return left_out
 
 
 def _check_same_data(experiments: list[dict]) -> None:
@@ -266,7 +301,7 @@ def _check_same_data(experiments: list[dict]) -> None:
     for path, digests in by_path.items():
         if len(digests) > 1:
             example = {d[:8]: names[:3] for d, names in digests.items()}
-            raise ReportError(f"the experiments differ in their data: {path} has "
+            raise ExperimentsError(f"the experiments differ in their data: {path} has "
                               f"{len(digests)} versions (hash: experiments {example}); compare "
                               "experiments of one data version")  # fmt: skip
 
@@ -281,7 +316,7 @@ def _groups(experiments: list[dict]) -> list[dict]:
         for e in g["experiments"]:
             rep = json.dumps(e["replicate"], sort_keys=True)
             if rep in seen:
-                raise ReportError(f"experiments {seen[rep]} and {e['name']} have the same "
+                raise ExperimentsError(f"experiments {seen[rep]} and {e['name']} have the same "
                                   f"params {g['params'] or '(the commit’s)'} and replicate "
                                   f"{e['replicate']}: remove one (`dvc exp remove "
                                   f"{e['name']}`)")  # fmt: skip
@@ -439,6 +474,15 @@ def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLI
                 continue
             lines.append(f"| {label(c['params'])} | `{c['a']}` | `{c['b']}` | {c['n']} | "
                          f"{_pct(c)} |")  # fmt: skip
+    stale = report.get("left_out_not_their_own") or {}
+    if stale:
+        files = sum(len(v) for v in stale.values())
+        name, why = next(iter(stale.items()))
+        path, reason = next(iter(why.items()))
+        lines += ["", f"Left out: {files} metrics file(s) of {len(stale)} experiment(s) that "
+                  "their own run did not write (a stage their target did not run), e.g. "
+                  f"{name}: `{path}` ({reason}); all listed in the JSON's "
+                  "`left_out_not_their_own`."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -476,7 +520,7 @@ def draw(report: dict, names: list[str]) -> np.ndarray:
              g["metrics"][n]) for n in names for g in report["groups"]
             if n in g["metrics"]]  # fmt: skip
     if not rows:
-        raise ReportError("no headline metric to draw")
+        raise ExperimentsError("no headline metric to draw")
     values = [v for _, _, s in rows for v in s["values"]]
     values += [c for _, _, s in rows if s["ci95"] for c in s["ci95"]]
     lo, hi = 100 * min(values), 100 * max(values)
@@ -571,12 +615,15 @@ def main(argv: list[str] | None = None) -> int:
                        rev=args.rev, only=only,
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
                        skip_unfinished=args.skip_unfinished, baseline_params=baseline)
-    except (ReportError, RuntimeError, OSError, json.JSONDecodeError) as err:
+    except (ExperimentsError, RuntimeError, OSError, json.JSONDecodeError) as err:
         print(f"jmrn.report: error: {err}", file=sys.stderr)
         return 1
     if report["left_out_unfinished"]:
         print(f"left out {len(report['left_out_unfinished'])} unfinished experiment(s)",
               file=sys.stderr)  # fmt: skip
+    if report["left_out_not_their_own"]:
+        print(f"left out the metrics files of stages that {len(report['left_out_not_their_own'])}"
+              " experiment(s) did not run (listed in the report)", file=sys.stderr)  # fmt: skip
     headline = tuple(args.headline or HEADLINE)
     print(markdown(report, command, headline))
     for path in write(report, args.out, args.json_path, command.strip(), headline):

@@ -29,63 +29,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from jmrn.config import SECTIONS
+from jmrn.experiments import same_code, stage_code
 from jmrn.io import atomic_path, write_json
 
 SWEPT = ("paa.beta", "paa.gamma", "train.seed")
 
-
-class ReportError(ValueError):
-    """The experiments cannot be summarised as asked: the message says why and what to do."""
-
-
-def stage_code(commit: str, repo: Path | str = ".") -> dict[str, str]:
-    """Git's blob hash of dvc.yaml and of every file under ``jmrn/`` or ``stages/`` that
-    dvc.yaml declares as a stage dependency (directories expanded), at ``commit``: the code
-    that produced an experiment's metrics."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ReportError(f"cannot read the code of commit {commit[:7]} with git "
-                              f"({done.stderr.strip() or 'git failed'}): pick one commit "
-                              "with --rev")  # fmt: skip
-        return done.stdout
-
-    stages = (yaml.safe_load(git("show", f"{commit}:dvc.yaml")) or {}).get("stages") or {}
-    paths = set()
-    for stage in stages.values():
-        for dep in (stage.get("do", stage) or {}).get("deps") or []:
-            path = dep if isinstance(dep, str) else next(iter(dep))
-            if path.startswith(("jmrn/", "stages/")) and "${" not in path:
-                paths.add(path.rstrip("/"))
-    code = {"dvc.yaml": git("rev-parse", f"{commit}:dvc.yaml").strip()}
-    for line in git("ls-tree", "-r", commit, "--", *sorted(paths)).splitlines():
-        meta, path = line.split("\t", 1)
-        code[path] = meta.split()[2]
-    return code
-
-
-def same_code(commits: list[str], code_of=stage_code) -> list[str]:
-    """The distinct commits of ``commits`` (one per experiment), oldest name first as given;
-    an error naming the files where their stages' code differs."""
-    found = list(dict.fromkeys(commits))
-    if len(found) == 1:
-        return found
-    first = code_of(found[0])
-    for other in found[1:]:
-        code = code_of(other)
-        differ = sorted(p for p in first.keys() | code.keys() if first.get(p) != code.get(p))
-        if differ:
-            counts = {c[:7]: commits.count(c) for c in found}
-            raise ReportError(f"the experiments were run from {len(found)} commits "
-                              f"(experiments per commit: {counts}), and the stages' code of "
-                              f"{found[0][:7]} and {other[:7]} differs in {differ[:4]}"
-                              f"{' ...' if len(differ) > 4 else ''}; pick one commit with "
-                              f"--rev (e.g. --rev {found[-1][:7]})")  # fmt: skip
-    return found
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -52,6 +52,19 @@ def experiment(name: str, *, seed: int, variant: str | None = None, jmrn: float 
                      "outs": {f"data/{dataset}/heatmaps.h5": {"hash": "bbb"}}}}  # fmt: skip
 
 
+def own_lock(e: dict) -> dict:
+    """A dvc.lock in which each metrics file of the experiment was written by a stage that ran
+    with its own train section: every file is its own (the tests below plant stale ones)."""
+    stages = {path: {"params": {"params.yaml": {"train": e["params"]["train"]}},
+                     "outs": [{"path": path, "md5": "m"}]} for path in e["files"]}  # fmt: skip
+    return {"lock": {"stages": stages}, "code": {}}
+
+
+@pytest.fixture(autouse=True)
+def experiments_read_their_own_lock(monkeypatch):
+    monkeypatch.setattr(report, "lock_from_git", own_lock)
+
+
 def exp_show(*revs: dict, other_commit: tuple[dict, ...] = ()) -> list[dict]:
     commits = [("abc1234" * 5, revs), ("def5678" * 5, other_commit)]
     return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
@@ -177,7 +190,8 @@ def test_what_cannot_be_compared_is_refused_by_name(case, message):
         revs[5] = experiment("n0", seed=0, variant="none", jmrn=0.7, raw_hash="zzz.dir")
     elif case == "datasets":
         revs.append(experiment("s", seed=0, dataset="synthetic", jmrn=0.9))
-    with pytest.raises(report.ReportError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    escaped = message.replace("(", r"\(").replace("[", r"\[")
+    with pytest.raises(report.ExperimentsError, match=escaped):
         report.build(exp_show(*revs, other_commit=other), baseline_params=PARAMS,
                      code_of=lambda commit: {"jmrn/train.py": commit[:3]})  # fmt: skip
 
@@ -233,9 +247,9 @@ def test_stage_code_hashes_exactly_the_declared_code_dependencies(tmp_path):
         == [first, docs]  # fmt: skip
     (tmp_path / "jmrn/readers/x.py").write_text("b = 2\n")
     changed = commit("code")
-    with pytest.raises(report.ReportError, match=r"differs in \['jmrn/readers/x.py'\]"):
+    with pytest.raises(report.ExperimentsError, match=r"differs in \['jmrn/readers/x.py'\]"):
         report.same_code([first, changed], lambda c: report.stage_code(c, tmp_path))
-    with pytest.raises(report.ReportError, match="cannot read the code of commit 0000000"):
+    with pytest.raises(report.ExperimentsError, match="cannot read the code of commit 0000000"):
         report.stage_code("0" * 40, tmp_path)
 
 
@@ -339,3 +353,103 @@ def test_metric_patterns_match_segment_by_segment():
                           "train/*/selection/rules/*/test/top1")
     out = build(*grid(), metrics=("train/*/test/top1",))
     assert set(out["groups"][0]["metrics"]) == {"train/jmrn/test/top1"}
+
+
+def test_stale_metrics_names_each_file_the_experiments_own_run_did_not_write():
+    """A dvc.lock in which only heatmaps and train@jmrn ran for this experiment: the others
+    ran with another seed, other code, on another cache, or downstream of such a stage."""
+    def stage(params, deps, outs):
+        return {"params": {"params.yaml": params}, "deps": deps,
+                "outs": [{"path": p, "md5": m} for p, m in outs]}  # fmt: skip
+
+    dep = lambda path, md5: {"path": path, "md5": md5}  # noqa: E731
+    lock = {"stages": {
+        "heatmaps": stage({"dataset": "d"}, [dep("jmrn/heatmaps.py", "h1")],
+                          [("data/d/heatmaps.h5", "H"), ("metrics/d/heatmaps.json", "x")]),
+        "train@jmrn": stage({"train": {"seed": 1}}, [dep("data/d/heatmaps.h5", "H"),
+                                                     dep("jmrn/train.py", "t1"),
+                                                     dep("jmrn/skeletons", "s.dir")],
+                            [("metrics/d/train/jmrn.json", "x")]),
+        "train@potion": stage({"train": {"seed": 0}}, [dep("data/d/heatmaps.h5", "H")],
+                              [("models/d/potion.pt", "P"), ("metrics/d/train/potion.json", "x")]),
+        "logits@potion": stage({}, [dep("models/d/potion.pt", "P")], [("data/d/potion.h5", "L")]),
+        "fusion": stage({}, [dep("data/d/potion.h5", "L")], [("metrics/d/fusion.json", "x")]),
+        "clip_train": stage({"train": {"seed": 1}}, [dep("jmrn/train.py", "t0")],
+                            [("metrics/d/clips/train.json", "x")]),
+        "clip_select": stage({"train": {"seed": 1}}, [dep("data/d/heatmaps.h5", "OLD")],
+                             [("metrics/d/clips/selection.json", "x")]),
+    }}  # fmt: skip
+    params = {"dataset": "d", "train": {"seed": 1}}
+    code = {"jmrn/heatmaps.py": "h1", "jmrn/train.py": "t1"}
+    paths = ["metrics/d/heatmaps.json", "metrics/d/train/jmrn.json",
+             "metrics/d/train/potion.json", "metrics/d/fusion.json", "metrics/d/clips/train.json",
+             "metrics/d/clips/selection.json", "metrics/d/extra.json"]  # fmt: skip
+    stale = report.stale_metrics(lock, params, code, paths)
+    assert sorted(stale) == sorted(paths[2:])
+    assert stale["metrics/d/train/potion.json"] == \
+        "train@potion ran with train.seed = 0, the experiment has 1"
+    assert "data/d/potion.h5, which is not the experiment's own" in stale["metrics/d/fusion.json"]
+    assert "another jmrn/train.py" in stale["metrics/d/clips/train.json"]
+    assert "on another data/d/heatmaps.h5 than heatmaps wrote" in \
+        stale["metrics/d/clips/selection.json"]  # fmt: skip
+    assert "no stage" in stale["metrics/d/extra.json"]
+
+
+def test_metrics_of_a_stage_the_experiment_did_not_run_are_left_out_and_listed(monkeypatch):
+    """JMRN-only experiments (`... train@jmrn`) carry the baseline's PoTion metrics (planted
+    0.99), written with seed 0: only seed 0's is its own; the others would be four more
+    "seeds" of one value."""
+    revs = grid()
+    for e in revs[5:]:
+        e["data"]["metrics"]["metrics/jhmdb14_gt/train/potion.json"] = {"data": {
+            "model": "potion", "finished": True, "test": {"top1": 0.99}}}
+
+    def baseline_potion(e):
+        ran = own_lock(e)
+        potion = ran["lock"]["stages"].get("metrics/jhmdb14_gt/train/potion.json")
+        if potion is not None and e["params"]["contrastive"]["variant"] == "none":
+            potion["params"]["params.yaml"]["train"] = {**e["params"]["train"], "seed": 0}
+        return ran
+
+    monkeypatch.setattr(report, "lock_from_git", baseline_potion)
+    out = build(*revs)
+    none = next(g for g in out["groups"] if g["params"]["contrastive.variant"] == "none")
+    assert none["metrics"]["train/potion/test/top1"]["values"] == [0.99]
+    assert sorted(out["left_out_not_their_own"]) == ["n1", "n2", "n3", "n4"]
+    assert "train@potion" not in out["left_out_not_their_own"]["n1"]  # a path, then why
+    assert out["left_out_not_their_own"]["n1"]["metrics/jhmdb14_gt/train/potion.json"] == \
+        "metrics/jhmdb14_gt/train/potion.json ran with train.seed = 0, the experiment has 1"
+    within = next(c for c in out["comparisons"] if c["params"]["contrastive.variant"] == "none"
+                  and c["a"] == "train/potion/test/top1")  # fmt: skip
+    assert within["n"] == 1
+    assert "Left out: 4 metrics file(s) of 4 experiment(s)" in report.markdown(out)
+
+
+def test_an_experiments_lock_and_code_are_read_from_its_commit(tmp_path):
+    import hashlib
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "jmrn").mkdir()
+    (tmp_path / "jmrn/train.py").write_bytes(b"print('v1')\n")
+    (tmp_path / "jmrn/notes.txt").write_bytes(b"")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  s:\n    cmd: x\n")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "HEAD")
+    (tmp_path / "jmrn/train.py").write_bytes(b"print('v2')\n")
+    (tmp_path / "dvc.lock").unlink()
+    git("commit", "-qam", "two")
+    ran = report.experiment_lock(first, tmp_path)
+    assert ran["lock"]["stages"] == {"s": {"cmd": "x"}}
+    assert ran["code"] == {"jmrn/train.py": hashlib.md5(b"print('v1')\n").hexdigest(),
+                           "jmrn/notes.txt": hashlib.md5(b"").hexdigest()}  # fmt: skip
+    later = report.experiment_lock(git("rev-parse", "HEAD"), tmp_path)
+    assert later["lock"] == {}  # no dvc.lock: nothing is the experiment's own
+    assert later["code"]["jmrn/train.py"] == hashlib.md5(b"print('v2')\n").hexdigest()
+    with pytest.raises(report.ExperimentsError, match="git ls-tree failed"):
+        report.experiment_lock("0" * 40, tmp_path)
