@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from jmrn.config import SECTIONS
-from jmrn.experiments import same_code, stage_code
+from jmrn.experiments import experiment_lock, same_code, stage_code, stale_metrics
 from jmrn.io import atomic_path, write_json
 
 SWEPT = ("paa.beta", "paa.gamma", "train.seed")
@@ -82,7 +82,7 @@ def experiments(exp_show: list[dict]) -> list[dict]:
                                for path, m in data["metrics"].items()}  # fmt: skip
                     found.append({"name": rev.get("name") or rev["rev"][:7],
                                   "baseline": baseline.get("rev", ""), "params": params,
-                                  "metrics": metrics})  # fmt: skip
+                                  "rev": data.get("rev", ""), "metrics": metrics})  # fmt: skip
     return found
 
 
@@ -95,12 +95,20 @@ def _metric(metrics: dict, path: str, key: str | None) -> tuple[str, float] | No
     return (name, float(test[name])) if name in test else None
 
 
+def lock_from_git(experiment: dict) -> dict:
+    return experiment_lock(experiment["rev"])
+
+
 def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: str | None,
-            only: dict[str, str], rev: str | None = None, code_of=stage_code) -> dict:  # fmt: skip
+            only: dict[str, str], rev: str | None = None, code_of=stage_code,
+            lock_of=None) -> dict:  # fmt: skip
     """The sweep's table: one row per experiment (beta, gamma, seed, metric) of ``dataset``
     (default: the dataset of most experiments), run from commits whose stages' code is the
-    same (``same_code``; ``rev``, a prefix of a commit's hash, keeps one commit's)."""
-    rows = []
+    same (``same_code``; ``rev``, a prefix of a commit's hash, keeps one commit's). An
+    experiment whose model metrics its own run did not write (queued with another target:
+    they are its baseline's) is left out and listed (``jmrn.experiments.stale_metrics``)."""
+    lock_of = lock_of or lock_from_git
+    rows, not_their_own = [], {}
     for exp in experiments(exp_show):
         if rev and not exp["baseline"].startswith(rev):
             continue
@@ -110,6 +118,11 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         path = f"metrics/{flat['dataset']}/train/{model}.json"
         found = _metric(exp["metrics"], path, metric)
         if found is not None:
+            ran = lock_of(exp)
+            stale = stale_metrics(ran["lock"], exp["params"], ran["code"], [path])
+            if stale:
+                not_their_own[exp["name"]] = stale[path]
+                continue
             rows.append({"name": exp["name"], "baseline": exp["baseline"], "flat": flat,
                          "metric": found[0], "value": found[1]})  # fmt: skip
     if not rows:
@@ -141,7 +154,7 @@ def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: st
         raise ValueError(f"several experiments have the same beta, gamma and seed: {duplicates}; "
                          "remove the extra ones (`dvc exp remove <name>`)")  # fmt: skip
     return {"dataset": dataset, "model": model, "metric": rows[0]["metric"],
-            "commits": commits,
+            "commits": commits, "left_out_not_their_own": not_their_own,
             "rows": sorted(table, key=lambda r: (r["gamma"], r["beta"], r["seed"]))}  # fmt: skip
 
 
@@ -296,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"jmrn.sweep: error: {err}", file=sys.stderr)
         return 1
+    if sweep["left_out_not_their_own"]:
+        print(f"left out {len(sweep['left_out_not_their_own'])} experiment(s) whose "
+              f"{args.model} metrics their own run did not write: "
+              f"{sorted(sweep['left_out_not_their_own'])[:5]}", file=sys.stderr)  # fmt: skip
     paths = write(sweep, args.out or Path(f"plots/{sweep['dataset']}/sweep"))
     for p in summarise(sweep):
         seeds = f"{p['seeds']} seed{'s' if p['seeds'] > 1 else ''}"

@@ -31,6 +31,18 @@ def experiment(name: str, top1: float | None, *, beta=None, gamma=None, seed=Non
             "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}  # fmt: skip
 
 
+def own_lock(e: dict) -> dict:
+    """A dvc.lock in which the experiment's own run wrote each of its metrics files."""
+    stages = {path: {"params": {"params.yaml": {"paa": e["params"]["paa"]}},
+                     "outs": [{"path": path}]} for path in e["metrics"]}  # fmt: skip
+    return {"lock": {"stages": stages}, "code": {}}
+
+
+@pytest.fixture(autouse=True)
+def experiments_read_their_own_lock(monkeypatch):
+    monkeypatch.setattr(sweep, "lock_from_git", own_lock)
+
+
 def exp_show(*revs: dict, other_commit: tuple[dict, ...] = ()) -> list[dict]:
     commits = [("abc1234", revs), ("def5678", other_commit)]
     return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
@@ -147,3 +159,23 @@ def test_experiments_of_commits_with_different_code_are_an_error_unless_one_is_p
     pooled = sweep.collect(shown, dataset=None, model="jmrn", metric=None, only={},
                            code_of=lambda commit: {"jmrn/train.py": "same"})  # fmt: skip
     assert len(pooled["rows"]) == 9 and len(pooled["commits"]) == 2
+
+
+def test_a_model_its_experiment_did_not_train_is_left_out(monkeypatch):
+    """An experiment queued for PoTion only (beta 8) holds the baseline's JMRN metrics, which
+    its lock says ran with another beta: it is no point of the JMRN sweep."""
+    potion_only = experiment("p8", 0.99, beta=8, gamma=0, seed=0)
+
+    def lock(e):
+        ran = own_lock(e)
+        if e["name"] == "p8":
+            for stage in ran["lock"]["stages"].values():
+                stage["params"]["params.yaml"]["paa"] = {**e["params"]["paa"], "beta": None}
+        return ran
+
+    monkeypatch.setattr(sweep, "lock_from_git", lock)
+    table = sweep.collect(exp_show(*grid(), potion_only), dataset=None, model="jmrn",
+                          metric=None, only={})  # fmt: skip
+    assert len(table["rows"]) == 8 and 8 not in {r["beta"] for r in table["rows"]}
+    assert table["left_out_not_their_own"] == {
+        "p8": "metrics/synthetic/train/jmrn.json ran with paa.beta = null, the experiment has 8"}
