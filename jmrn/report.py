@@ -26,7 +26,9 @@ params, metrics, data and the commit it ran from. Then:
   ``keys`` lists them).
 * **Comparisons within a group** (``--compare A B``, default: JMRN vs PoTion + PAA, and
   every model's selection rules against the best test epoch): the paired difference B − A
-  of two metrics of the same experiments.
+  of two metrics of the same experiments. An operand may name another setting of the group,
+  ``--compare train/potion/test/top1 train/jmrn/test/top1@contrastive.variant=none``: JMRN
+  without the loss against PoTion + PAA of the same seeds, from two groups.
 
 Metrics are named by their file under ``metrics/<dataset>/`` and their key, e.g.
 ``train/jmrn/test/top1``, ``fusion/test/fused/top1``,
@@ -259,7 +261,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         "differing_params": differing,
         "groups": [_group_summary(g) for g in groups],
         "pairs": _pairs(groups, base),
-        "comparisons": _comparisons(groups, compare),
+        "comparisons": _comparisons(groups, compare, differing),
         "experiments": [{"name": e["name"], "params": e["group"], "replicate": e["replicate"]}
                         for g in groups for e in g["experiments"]],
         "left_out_unfinished": [e["name"] for e in unfinished],
@@ -397,14 +399,45 @@ def default_comparisons(names: set[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _comparisons(groups: list[dict], compare: list[tuple[str, str]] | None) -> list[dict]:
+def metric_setting(spec: str, differing: list[str]) -> tuple[str, dict[str, Any]]:
+    """A ``--compare`` operand: a metric, optionally of another setting of the same group,
+    ``train/jmrn/test/top1@contrastive.variant=none`` (``key=value`` pairs joined by ``,``;
+    values as on the command line), -> (metric, {key: value})."""
+    metric, _, where = spec.partition("@")
+    chosen: dict[str, Any] = {}
+    for item in filter(None, where.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ExperimentsError(f"--compare {spec!r}: write metric@key=value[,key=value]")
+        if key not in differing:
+            raise ExperimentsError(f"--compare {spec!r}: {key} is not a param the experiments "
+                                   f"differ in (they differ in {differing})")  # fmt: skip
+        chosen[key] = parse_value(value)
+    return metric, chosen
+
+
+def _comparisons(groups: list[dict], compare: list[tuple[str, str]] | None,
+                 differing: list[str]) -> list[dict]:  # fmt: skip
+    """B − A of two metrics, paired by replicate: of the same group, or, where an operand
+    names a setting (``metric@key=value``), of the group that differs from A's in that."""
+    by_params = {json.dumps(g["params"], sort_keys=True): g for g in groups}
     out = []
     for g in groups:
         names = {m for e in g["experiments"] for m in e["metrics"]}
         for a, b in compare if compare is not None else default_comparisons(names):
-            found = _paired(g["experiments"], g["experiments"], a, b)
+            metric_a, setting_a = metric_setting(a, differing)
+            metric_b, setting_b = metric_setting(b, differing)
+            if any(g["params"][k] != v for k, v in setting_a.items()):
+                continue  # g is A's group
+            other = by_params.get(json.dumps({**g["params"], **setting_b}, sort_keys=True))
+            if other is None:
+                continue
+            found = _paired(g["experiments"], other["experiments"], metric_a, metric_b)
             if found is not None:
-                out.append({"params": g["params"], "a": a, "b": b, **found})
+                entry = {"params": g["params"], "a": a, "b": b, **found}
+                if other is not g:
+                    entry["b_params"] = other["params"]
+                out.append(entry)
     return out
 
 
@@ -470,7 +503,7 @@ def markdown(report: dict, command: str = "", headline: tuple[str, ...] = HEADLI
         lines += ["", "Within a setting, paired differences B − A (points):", "",
                   "| setting | A | B | n | B − A [95 % CI] |", "|---|---|---|---|---|"]
         for c in report["comparisons"]:
-            if c["b"] not in heads and c["a"] not in heads:
+            if not {c["a"].partition("@")[0], c["b"].partition("@")[0]} & set(heads):
                 continue
             lines.append(f"| {label(c['params'])} | `{c['a']}` | `{c['b']}` | {c['n']} | "
                          f"{_pct(c)} |")  # fmt: skip
@@ -595,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
                              "each model's test top-1 or mAP, fusion, clip methods)")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
                         help="also give B - A within each group (default: JMRN vs PoTion, "
-                             "selection rules vs the best test epoch)")  # fmt: skip
+                             "selection rules vs the best test epoch); METRIC@key=value takes "
+                             "it from the group that differs in that")  # fmt: skip
     parser.add_argument("--skip-unfinished", action="store_true",
                         help="leave out (and list) unfinished experiments instead of failing")
     parser.add_argument("--out", type=Path, help="folder for report.md, .csv and .png")

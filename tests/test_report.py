@@ -453,3 +453,19 @@ def test_an_experiments_lock_and_code_are_read_from_its_commit(tmp_path):
     assert later["code"]["jmrn/train.py"] == hashlib.md5(b"print('v2')\n").hexdigest()
     with pytest.raises(report.ExperimentsError, match="git ls-tree failed"):
         report.experiment_lock("0" * 40, tmp_path)
+
+
+def test_a_comparison_may_take_its_b_from_another_setting_of_the_same_seeds():
+    """JMRN without the loss (its own group) against PoTion + PAA of the default group, paired
+    by seed: the planted JMRN - drop - PoTion."""
+    compare = [("train/potion/test/top1", "train/jmrn/test/top1@contrastive.variant=none")]
+    out = build(*grid(), compare=compare)
+    (c,) = out["comparisons"]
+    assert c["params"] == {"contrastive.variant": "proposed"}
+    assert c["b_params"] == {"contrastive.variant": "none"}
+    assert c["values"] == pytest.approx([PROPOSED[s] - DROP[s] - POTION[s] for s in range(5)])
+    assert "`train/jmrn/test/top1@contrastive.variant=none`" in report.markdown(out)
+    with pytest.raises(report.ExperimentsError, match="paa.beta is not a param the"):
+        build(*grid(), compare=[("train/potion/test/top1", "train/jmrn/test/top1@paa.beta=4")])
+    with pytest.raises(report.ExperimentsError, match="write metric@key=value"):
+        build(*grid(), compare=[("train/potion/test/top1", "train/jmrn/test/top1@none")])
