@@ -375,10 +375,11 @@ def _pairs(groups: list[dict], base: dict) -> list[dict]:
 
 
 def setting(params: dict, keys: list[str]) -> str:
-    """The values of ``keys`` in ``params``: the bare value for one key, else key=value."""
+    """The values of ``keys`` (of one section) in ``params``: the bare value for one key, else
+    key=value without the section's name."""
     if len(keys) == 1:
         return json.dumps(params[keys[0]])
-    return ", ".join(f"{k.split('.', 1)[1]}={json.dumps(params[k])}" for k in keys)
+    return _joined((k.split(".", 1)[1], params[k]) for k in keys)
 
 
 def default_comparisons(names: set[str]) -> list[tuple[str, str]]:
@@ -442,15 +443,19 @@ def _comparisons(groups: list[dict], compare: list[tuple[str, str]] | None,
 
 
 # ---------------------------------------------------------------------------------- output
+def _joined(items) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in items)
+
+
 def label(params: dict) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items()) or "(commit's params)"
+    return _joined(params.items()) or "(commit's params)"
 
 
 def short_label(params: dict, common: dict[str, str]) -> str:
     """The params where a group differs from the most common value of each (for the picture,
     whose rows have little room)."""
     differ = {k: v for k, v in params.items() if json.dumps(v) != common.get(k)}
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in differ.items()) or "the common values"
+    return _joined(differ.items()) or "the common values"
 
 
 def _pct(stats: dict) -> str:
