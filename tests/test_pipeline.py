@@ -250,16 +250,16 @@ def test_a_tiny_queued_grid_runs_end_to_end_into_the_report(project):
         [top1[(pair["b"]["contrastive.variant"], s)] - top1[(pair["a"]["contrastive.variant"], s)]
          for s in (0, 1)])  # fmt: skip
     assert (project / "grid/report.png").stat().st_size > 1000
-    # the other stages' metrics in these experiments are the baseline commit's (no train.seed
-    # override: the block's seed 0). For seed 1 they are not the experiment's own, and are
-    # left out by name, never averaged in
+    # the other stages' metrics in these experiments are the baseline commit's, which ran
+    # without the -S overrides (and with seed 0): they are left out by name, never averaged in
     stale = result["left_out_not_their_own"]
     seed_1 = {n for n in names if any(e["name"] == n and e["replicate"]["train.seed"] == 1
                                       for e in result["experiments"])}  # fmt: skip
     assert len(seed_1) == 2 and seed_1 <= set(stale)
-    for name in seed_1:
-        assert "train.seed = null, the experiment has 1" in \
-            stale[name]["metrics/synthetic/train/potion.json"]  # fmt: skip
+    variant = {e["name"]: e["params"]["contrastive.variant"] for e in result["experiments"]}
+    for name in seed_1:  # the first of the lock's (sorted) params that differs is named
+        assert stale[name]["metrics/synthetic/train/potion.json"] == "train@potion ran with " \
+            f'contrastive.variant = null, the experiment has "{variant[name]}"'  # fmt: skip
     assert not any("metrics/synthetic/train/jmrn.json" in files for files in stale.values())
     exp_show.unlink()
     (project / "grid.json").unlink()
