@@ -18,9 +18,10 @@ old and new back to back in the same run:
   baseline's outputs first, which removes another dataset's caches.
 * ``repro``: the synthetic default, all twelve stages (``dvc exp run --force``).
 
-"Old" is the previous defaults, ``compute.precision=fp32`` and ``clips.per_video=0``: no
-autocast and every clip in every epoch of the clip classifier, the code paths of the commits
-before both existed. "New" is params.yaml as it is. params.yaml is restored after each run;
+"Old" is the previous defaults, ``compute.precision=fp32``, ``clips.per_video=0``,
+``clips.init=scratch`` and ``clips.epochs=6``: no autocast, and a clip classifier trained
+from scratch on every clip in every epoch, the code paths of the commits before these
+existed. "New" is params.yaml as it is. params.yaml is restored after each run;
 the synthetic runs are DVC experiments in this workspace, removed at the end (so that
 ``jmrn.report`` never sees them), and the workspace keeps the new synthetic run's outputs.
 Run it on an otherwise idle machine: both runs of a pair share its load.
@@ -49,7 +50,8 @@ from jmrn.io import write_json  # noqa: E402
 from jmrn.models import JMRN, PoTion  # noqa: E402
 from jmrn.precision import autocast  # noqa: E402
 
-OLD = ["-S", "compute.precision=fp32", "-S", "clips.per_video=0"]
+OLD = ["-S", "compute.precision=fp32", "-S", "clips.per_video=0", "-S", "clips.init=scratch",
+       "-S", "clips.epochs=6"]  # fmt: skip
 # the jhmdb14_gt CPU configuration of params.yaml: 15 joints, 14 classes, a 32x43 crop
 STEP = dict(joints=15, classes=14, grid=(32, 43), c_dim=32, widths=(32, 64), head=128, batch=16)
 QUICK_STEP = dict(joints=4, classes=3, grid=(16, 22), c_dim=8, widths=(8, 16), head=16, batch=4)
