@@ -115,6 +115,11 @@ def experiment_lock(rev: str, repo: Path | str = ".") -> dict[str, Any]:
     return {"lock": lock, "code": {path: _MD5_OF_BLOB[b] for path, b in blobs.items()}}
 
 
+def lock_from_git(experiment: dict) -> dict[str, Any]:
+    """``experiment_lock`` of an experiment as ``jmrn.report`` and ``jmrn.sweep`` list it."""
+    return experiment_lock(experiment["rev"])
+
+
 _ABSENT = object()
 
 

@@ -75,7 +75,7 @@ import numpy as np
 from jmrn.config import SELECTION_RULES
 from jmrn.experiments import (
     ExperimentsError,
-    experiment_lock,
+    lock_from_git,
     same_code,
     stage_code,
     stale_metrics,
@@ -267,10 +267,6 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         "left_out_unfinished": [e["name"] for e in unfinished],
         "left_out_not_their_own": not_their_own,
     }  # fmt: skip
-
-
-def lock_from_git(experiment: dict) -> dict:
-    return experiment_lock(experiment["rev"])
 
 
 def _leave_out_stale(experiments: list[dict], dataset: str, lock_of) -> dict[str, dict]:

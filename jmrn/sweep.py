@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from jmrn.config import SECTIONS
-from jmrn.experiments import experiment_lock, same_code, stage_code, stale_metrics
+from jmrn.experiments import lock_from_git, same_code, stage_code, stale_metrics
 from jmrn.io import atomic_path, write_json
 
 SWEPT = ("paa.beta", "paa.gamma", "train.seed")
@@ -93,10 +93,6 @@ def _metric(metrics: dict, path: str, key: str | None) -> tuple[str, float] | No
     test = values.get("test") or {}
     name = key or ("top1" if "top1" in test else "mAP")
     return (name, float(test[name])) if name in test else None
-
-
-def lock_from_git(experiment: dict) -> dict:
-    return experiment_lock(experiment["rev"])
 
 
 def collect(exp_show: list[dict], *, dataset: str | None, model: str, metric: str | None,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT
 
-from jmrn import report
+from jmrn import experiments, report
 
 PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 T4 = 2.7764451051977987  # t(0.975, 4): five seeds
@@ -384,7 +384,7 @@ def test_stale_metrics_names_each_file_the_experiments_own_run_did_not_write():
     paths = ["metrics/d/heatmaps.json", "metrics/d/train/jmrn.json",
              "metrics/d/train/potion.json", "metrics/d/fusion.json", "metrics/d/clips/train.json",
              "metrics/d/clips/selection.json", "metrics/d/extra.json"]  # fmt: skip
-    stale = report.stale_metrics(lock, params, code, paths)
+    stale = experiments.stale_metrics(lock, params, code, paths)
     assert sorted(stale) == sorted(paths[2:])
     assert stale["metrics/d/train/potion.json"] == \
         "train@potion ran with train.seed = 0, the experiment has 1"
@@ -444,15 +444,15 @@ def test_an_experiments_lock_and_code_are_read_from_its_commit(tmp_path):
     (tmp_path / "jmrn/train.py").write_bytes(b"print('v2')\n")
     (tmp_path / "dvc.lock").unlink()
     git("commit", "-qam", "two")
-    ran = report.experiment_lock(first, tmp_path)
+    ran = experiments.experiment_lock(first, tmp_path)
     assert ran["lock"]["stages"] == {"s": {"cmd": "x"}}
     assert ran["code"] == {"jmrn/train.py": hashlib.md5(b"print('v1')\n").hexdigest(),
                            "jmrn/notes.txt": hashlib.md5(b"").hexdigest()}  # fmt: skip
-    later = report.experiment_lock(git("rev-parse", "HEAD"), tmp_path)
+    later = experiments.experiment_lock(git("rev-parse", "HEAD"), tmp_path)
     assert later["lock"] == {}  # no dvc.lock: nothing is the experiment's own
     assert later["code"]["jmrn/train.py"] == hashlib.md5(b"print('v2')\n").hexdigest()
     with pytest.raises(report.ExperimentsError, match="git ls-tree failed"):
-        report.experiment_lock("0" * 40, tmp_path)
+        experiments.experiment_lock("0" * 40, tmp_path)
 
 
 def test_a_comparison_may_take_its_b_from_another_setting_of_the_same_seeds():
