@@ -236,6 +236,9 @@ IMAGE_SIZE = nullable(pair(integer(ge=1), "[height, width] in pixels"))
 # every stage's start): jmrn.augment.TRANSLATION_MODES, jmrn.losses.VARIANTS + none.
 TRANSLATION_MODES = ("none", "global", "groupwise", "global_and_groupwise", "jointwise")
 CONTRASTIVE_VARIANTS = ("proposed", "only_aug", "multi_label_weighted", "none")
+# jmrn.models.EMBEDDINGS / PROJECTIONS, repeated so that reading params does not import torch
+EMBEDDINGS = ("r", "c")
+PROJECTIONS = ("mlp", "linear", "none")
 NORMALISATIONS = ("area", "max", "none")
 # Model-selection rules (jmrn.selection, issue 23 §3)
 SELECTION_RULES = ("val_metric", "val_loss", "val_smoothed", "last", "average")
@@ -267,6 +270,8 @@ SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
         "dropout": PROBABILITY_BELOW_ONE,
         "selector": one_of("sigmoid", "gumbel"),
         "gumbel_tau": number(gt=0),
+        "embedding": one_of(*EMBEDDINGS),  # where the joint-contrastive projection reads
+        "projection": one_of(*PROJECTIONS),
     },
     "paa": {
         "type": one_of(*TRANSLATION_MODES),

@@ -16,7 +16,13 @@ JMRN (method.md §4.1, supplementary Tables 1-3), decisions taken here:
 * Joint selector: w = sigmoid(y / t). ``selector="gumbel"`` adds logistic noise
   (g1 - g2, g ~ Gumbel(0, 1)) to y during training only: unlike the authors' code, evaluation
   is deterministic (method.md §10.15).
-* The projection head reads r_j, before compression and before joint weighting (§10.16).
+* The projection head reads r_j, before compression and before joint weighting (§10.16),
+  through Linear-ReLU-Linear, as in the authors' code. ``embedding="c"`` takes the compressed
+  c_j instead (what the classifier reads, so the loss shapes the classifier's input), and
+  ``projection`` = ``linear`` | ``none`` replaces the MLP by one Linear or by nothing (the
+  pooled feature itself, L2-normalised): options for the JCL search of issue 23. A joint's
+  weight w_j is a positive scalar, which an L2-normalised embedding cannot see without a
+  projection, so "after weighting" is not offered.
 * Widths are parameters: (128, 256) extractor channels and a 512-wide head are the paper's;
   smaller ones make CPU configurations affordable.
 
@@ -41,6 +47,19 @@ class Output:
     features: torch.Tensor  # (B, F) pooled features before the classifier
 
 
+EMBEDDINGS = ("r", "c")  # where the projection head reads: extractor output | compressed
+PROJECTIONS = ("mlp", "linear", "none")
+
+
+def projection_head(kind: str, width: int, dims: tuple[int, int]) -> nn.Module:
+    """The joint-contrastive projection: the authors' MLP, one Linear, or the identity."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(width, dims[0]), nn.ReLU(inplace=True), nn.Linear(*dims))
+    if kind == "linear":
+        return nn.Linear(width, dims[1])
+    return nn.Identity()
+
+
 def _conv(cin: int, cout: int, stride: int, dropout: float) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout)]
 
@@ -49,10 +68,15 @@ class JMRN(nn.Module):
     def __init__(self, num_joints: int, num_classes: int, channels: int = 3, c_dim: int = 128,
                  widths: tuple[int, int] = (128, 256), head_width: int = 512,
                  dropout: float = 0.0, selector: str = "sigmoid", gumbel_tau: float = 1.0,
-                 proj_dims: tuple[int, int] = (128, 128)) -> None:  # fmt: skip
+                 proj_dims: tuple[int, int] = (128, 128), embedding: str = "r",
+                 projection: str = "mlp") -> None:  # fmt: skip
         super().__init__()
         if selector not in ("sigmoid", "gumbel"):
             raise ValueError(f"unknown selector {selector!r} (sigmoid | gumbel)")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"unknown embedding {embedding!r} ({' | '.join(EMBEDDINGS)})")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"unknown projection {projection!r} ({' | '.join(PROJECTIONS)})")
         w1, w2 = widths
         self.num_joints, self.channels = num_joints, channels
         self.selector, self.gumbel_tau = selector, gumbel_tau
@@ -73,9 +97,8 @@ class JMRN(nn.Module):
             nn.ReLU(inplace=True), nn.Dropout2d(dropout),
         )  # fmt: skip
         self.fc = nn.Linear(head_width, num_classes)
-        self.project = nn.Sequential(
-            nn.Linear(w2, proj_dims[0]), nn.ReLU(inplace=True), nn.Linear(*proj_dims)
-        )
+        self.embedding = embedding
+        self.project = projection_head(projection, w2 if embedding == "r" else c_dim, proj_dims)
 
     def normalise_input(self, x: torch.Tensor) -> torch.Tensor:
         """Per-joint BatchNorm: (B, C, V, H, W) -> (B, V, C, H, W), joint-major."""
@@ -97,7 +120,8 @@ class JMRN(nn.Module):
         weights = self.select(r.flatten(1, 2))
         weighted = (c * weights[:, :, None, None, None]).flatten(1, 2)
         features = self.classify(weighted).mean(dim=(2, 3))
-        z = F.normalize(self.project(r.mean(dim=(3, 4)).reshape(batch * v, -1)), dim=-1)
+        pooled = (r if self.embedding == "r" else c).mean(dim=(3, 4)).reshape(batch * v, -1)
+        z = F.normalize(self.project(pooled), dim=-1)
         return Output(self.fc(features), weights, z.view(batch, v, -1), features)
 
     def forward(self, x: torch.Tensor) -> Output:
@@ -154,7 +178,10 @@ def build_model(settings: dict, num_joints: int, num_classes: int, channels: int
     if settings["name"] == "jmrn":
         return JMRN(num_joints, num_classes, channels, settings["c_dim"], widths,
                     settings["head_width"], settings["dropout"], settings["selector"],
-                    settings["gumbel_tau"])  # fmt: skip
+                    settings["gumbel_tau"],
+                    # checkpoints from before these keys existed were trained with r and mlp
+                    embedding=settings.get("embedding", "r"),
+                    projection=settings.get("projection", "mlp"))  # fmt: skip
     if settings["name"] == "potion":
         return PoTion(num_joints, num_classes, channels, widths, settings["head_width"],
                       settings["dropout"])  # fmt: skip

@@ -49,7 +49,7 @@ def write_real_subset(real: dict, raw: Path, videos: int = 6,
 
 TINY_SETTINGS = {
     "model": {"name": "jmrn", "c_dim": 4, "widths": [8, 16], "head_width": 16, "dropout": 0.0,
-              "selector": "sigmoid", "gumbel_tau": 1.0},
+              "selector": "sigmoid", "gumbel_tau": 1.0, "embedding": "r", "projection": "mlp"},
     "paa": {"type": "global_and_groupwise", "beta": 2, "gamma": 1, "flip_p": 0.5,
             "rotation_degrees": 0, "group_rotation_degrees": 0, "cutmix_joints": 0},
     "contrastive": {"variant": "proposed", "lambda": 0.1, "tau": 0.3, "start_epoch": 0,

@@ -201,6 +201,8 @@ BAD_VALUES = [
     ("model.dropout", 1.0, "must be in [0, 1)"),
     ("model.selector", "softmax", "must be one of sigmoid | gumbel"),
     ("model.gumbel_tau", 0, "must be > 0"),
+    ("model.embedding", "w", "must be one of r | c"),
+    ("model.projection", "attention", "must be one of mlp | linear | none"),
     ("paa.type", "random", "must be one of none | global | groupwise"),
     ("paa.beta", -1, "must be >= 0"),
     ("paa.beta", 1.5, "must be an integer"),

@@ -79,3 +79,54 @@ def test_build_model_and_potion_forward():
     assert out.joint_weights is None and out.embeddings is None
     with pytest.raises(ValueError, match="unknown model"):
         build_model(dict(settings, name="stgcn"), 5, 3, 3)
+
+
+@pytest.mark.parametrize("embedding", ["r", "c"])
+@pytest.mark.parametrize("projection", ["mlp", "linear", "none"])
+def test_embedding_reads_the_chosen_features_through_the_chosen_head(embedding, projection):
+    model = small_jmrn(embedding=embedding, projection=projection).eval()
+    x = torch.rand(2, 3, 5, 16, 22)
+    out = model(x)
+    r = model.extractor(model.normalise_input(x).reshape(10, 3, 16, 22))
+    features = r if embedding == "r" else model.compress(r)
+    pooled = features.mean(dim=(2, 3))  # (B*V, width): every joint of every input
+    expected = torch.nn.functional.normalize(model.project(pooled), dim=-1).view(2, 5, -1)
+    torch.testing.assert_close(out.embeddings, expected)
+    width = {"mlp": 128, "linear": 128, "none": 12 if embedding == "r" else 6}[projection]
+    assert out.embeddings.shape == (2, 5, width)
+    if projection == "none":  # nothing learnt between the features and the loss
+        assert not list(model.project.parameters())
+        torch.testing.assert_close(out.embeddings, torch.nn.functional.normalize(
+            pooled, dim=-1).view(2, 5, -1))  # fmt: skip
+    # a loss on the embeddings reaches the compression only when it reads c
+    out = model.train()(x)
+    out.embeddings.sum().backward()
+    reached = model.compress[0].weight.grad
+    assert (reached is not None and reached.abs().sum() > 0) == (embedding == "c")
+
+
+def test_default_embedding_is_the_authors_and_unknown_options_are_refused():
+    default = small_jmrn()
+    assert default.embedding == "r" and len(default.project) == 3  # Linear, ReLU, Linear
+    assert default.project[0].in_features == 12  # w2: r_j, before compression
+    with pytest.raises(ValueError, match="unknown embedding"):
+        small_jmrn(embedding="w")
+    with pytest.raises(ValueError, match="unknown projection"):
+        small_jmrn(projection="attention")
+
+
+def test_build_model_reads_the_embedding_options_and_old_checkpoints_mean_the_authors():
+    settings = {"name": "jmrn", "c_dim": 6, "widths": [8, 12], "head_width": 16,
+                "dropout": 0.0, "selector": "sigmoid", "gumbel_tau": 1.0}  # fmt: skip
+    old = build_model(settings, num_joints=5, num_classes=3, channels=3)
+    assert old.embedding == "r" and isinstance(old.project, torch.nn.Sequential)
+    new = build_model(dict(settings, embedding="c", projection="none"), 5, 3, 3)
+    assert new.embedding == "c" and isinstance(new.project, torch.nn.Identity)
+
+
+def test_config_lists_the_models_options():
+    from jmrn.config import EMBEDDINGS, PROJECTIONS
+    from jmrn.models import EMBEDDINGS as embeddings
+    from jmrn.models import PROJECTIONS as projections
+
+    assert (EMBEDDINGS, PROJECTIONS) == (embeddings, projections)

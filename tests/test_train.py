@@ -108,6 +108,8 @@ def test_checkpoint_of_other_settings_is_not_resumed(tiny_heatmaps, tmp_path, ca
     {"contrastive": {"variant": "none"}},
     {"contrastive": {"variant": "only_aug"}},
     {"model": {"selector": "gumbel", "dropout": 0.25}},
+    {"model": {"embedding": "c", "projection": "none"}},
+    {"model": {"projection": "linear"}},
     {"train": {"normalize": "max", "optimizer": "sgd"}},
     {"train": {"optimizer": "adamw", "crop": [16, 22]}},
     {"paa": {"type": "none", "flip_p": 0.0}},
