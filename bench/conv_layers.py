@@ -44,11 +44,6 @@ def best_ms(fn, repeats: int = 10) -> float:
     return best * 1000
 
 
-def gemm_gflops(bf16: bool) -> float:
-    """As ``bench/speedup.py`` measures it (median of 7 calls)."""
-    return gemm_rate("bf16" if bf16 else "fp32", 2048, 7)
-
-
 def layer(cin: int, cout: int, stride: int, h: int, w: int, bf16: bool, pad_to: int = 0) -> dict:
     torch.manual_seed(0)
     weight = torch.randn(cout, cin, 3, 3, requires_grad=True)
@@ -90,7 +85,8 @@ def main() -> None:
     for name, bf16 in (("bf16", True), ("fp32", False)):
         rows = [layer(*spec, bf16=bf16) for spec in LAYERS]
         rows.insert(1, layer(*LAYERS[0], bf16=bf16, pad_to=4))
-        result[name] = {"gemm_gflops": round(gemm_gflops(bf16)), "layers": rows}
+        # the 2048^2 GEMM as bench/speedup.py measures it (median of 7 calls)
+        result[name] = {"gemm_gflops": round(gemm_rate(name, 2048, 7)), "layers": rows}
         for row in rows:
             print(f"{name} {row['layer']:34s} forward {row['forward_ms']:5.1f} ms "
                   f"({row['forward_gflops']} GFLOP/s), forward + backward "
