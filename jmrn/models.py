@@ -13,6 +13,9 @@ JMRN (method.md §4.1, supplementary Tables 1-3), decisions taken here:
 * As in the authors' code, the extractor and the 1x1 convolutions have no BatchNorm (their BN
   layers are created but never called upstream; we do not create them), and the selector
   applies its ReLU after global pooling (method.md §10.13-14).
+* The selector's 1x1 convolution is linear and its ReLU comes after the pooling, so it is
+  computed on the pooled features: mean(conv1x1(r)) = conv1x1(mean(r)), the same function
+  and the same parameter without convolving (and copying) every position of every joint.
 * Joint selector: w = sigmoid(y / t). ``selector="gumbel"`` adds logistic noise
   (g1 - g2, g ~ Gumbel(0, 1)) to y during training only: unlike the authors' code, evaluation
   is deterministic (method.md §10.15).
@@ -106,9 +109,13 @@ class JMRN(nn.Module):
         x = x.transpose(1, 2).reshape(b, v * c, h, w)
         return self.input_norm(x).view(b, v, c, h, w)
 
-    def select(self, r: torch.Tensor) -> torch.Tensor:
-        """Joint selector on the joint-major concatenation (B, V*w2, h, w) -> weights (B, V)."""
-        y = self.select_fc(F.relu(self.select_conv(r).mean(dim=(2, 3))))
+    def select(self, pooled_r: torch.Tensor) -> torch.Tensor:
+        """Joint selector on the spatially pooled extractor outputs (B, V, w2) -> weights
+        (B, V): the 1x1 convolution over the joint-major concatenation, applied after the
+        pooling (both are linear), then ReLU."""
+        weight = self.select_conv.weight.flatten(1)  # (w2, V*w2): joint-major input channels
+        y = F.linear(pooled_r.flatten(1), weight, self.select_conv.bias)
+        y = self.select_fc(F.relu(y))
         if self.selector == "gumbel" and self.training:
             u = torch.rand_like(y).clamp(1e-6, 1 - 1e-6)
             y = y + torch.log(u) - torch.log1p(-u)  # logistic = difference of two Gumbels
@@ -117,10 +124,11 @@ class JMRN(nn.Module):
     def head(self, r: torch.Tensor, c: torch.Tensor, batch: int) -> Output:
         """Everything after the per-joint extractor. r: (B, V, w2, h, w), c: (B, V, c_dim, h, w)."""
         v = self.num_joints
-        weights = self.select(r.flatten(1, 2))
+        pooled_r = r.mean(dim=(3, 4))  # (B, V, w2)
+        weights = self.select(pooled_r)
         weighted = (c * weights[:, :, None, None, None]).flatten(1, 2)
         features = self.classify(weighted).mean(dim=(2, 3))
-        pooled = (r if self.embedding == "r" else c).mean(dim=(3, 4)).reshape(batch * v, -1)
+        pooled = (pooled_r if self.embedding == "r" else c.mean(dim=(3, 4))).reshape(batch * v, -1)
         z = F.normalize(self.project(pooled), dim=-1)
         return Output(self.fc(features), weights, z.view(batch, v, -1), features)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from jmrn.models import JMRN, PoTion, build_model, per_joint_loop_forward
 
@@ -49,6 +50,18 @@ def test_output_shapes_and_normalised_embeddings():
     assert ((out.joint_weights > 0) & (out.joint_weights < 1)).all()
 
 
+def test_selector_on_pooled_features_equals_the_convolution_over_every_position():
+    # the authors' selector: 1x1 convolution over the joint-major concatenation of r, global
+    # average pooling, ReLU; JMRN pools first (both linear), which must give the same weights
+    model = small_jmrn().eval()
+    r = torch.randn(2, 5 * 12, 4, 6)
+    conv = model.select_conv
+    by_position = F.relu(F.conv2d(r, conv.weight, conv.bias).mean(dim=(2, 3)))
+    expected = torch.sigmoid(model.select_fc(by_position))
+    pooled = r.view(2, 5, 12, 4, 6).mean(dim=(3, 4))
+    torch.testing.assert_close(model.select(pooled), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_gumbel_selector_is_noisy_in_training_and_deterministic_in_evaluation():
     model = small_jmrn(selector="gumbel", gumbel_tau=0.66)
     x = torch.rand(2, 3, 5, 16, 22)
@@ -56,8 +69,8 @@ def test_gumbel_selector_is_noisy_in_training_and_deterministic_in_evaluation():
     torch.testing.assert_close(model(x).joint_weights, model(x).joint_weights)
     model.train()
     r = model.extractor(model.normalise_input(x).reshape(10, 3, 16, 22))
-    r = r.reshape(2, 5, *r.shape[1:]).flatten(1, 2)
-    assert not torch.equal(model.select(r), model.select(r))
+    pooled = r.reshape(2, 5, *r.shape[1:]).mean(dim=(3, 4))
+    assert not torch.equal(model.select(pooled), model.select(pooled))
     with pytest.raises(ValueError, match="unknown selector"):
         small_jmrn(selector="softmax")
 
