@@ -12,20 +12,17 @@ old and new back to back in the same run:
   16, forward, loss, backward, Adam): its FLOPs counted by torch's FlopCounterMode, divided by
   its time, as a fraction of the GEMM rate in the same precision. The GEMM and the steps are
   timed in turn, and each keeps its fastest round.
-* ``train``: the command of ``train@jmrn`` on jhmdb14_gt (``python -m stages.train jmrn``,
-  params.yaml set to the dataset and the version for the run). Its heatmaps must be in the
-  workspace: ``dvc exp run -S dataset=jhmdb14_gt heatmaps && git checkout params.yaml dvc.lock``
-  (run-cache) first. Not through ``dvc exp run``: in the workspace it checks out the
-  baseline's outputs first, which removes another dataset's caches.
-* ``repro``: the synthetic default, all twelve stages (``dvc exp run --force``).
+* ``train``: the command of ``train@jmrn`` on jhmdb14_gt (``python -m stages.train jmrn``)
+  with params.yaml set to the dataset; its ingest and heatmaps run first, untimed. The
+  JHMDB-14 poses must be linked at data/raw/jhmdb14_gt (README, Quickstart).
+* ``repro``: the synthetic default, all twelve stages (``dvc repro --force``).
 
-"Old" is the previous defaults, ``compute.precision=fp32``, ``clips.per_video=0``,
-``clips.init=scratch`` and ``clips.epochs=6``: no autocast, and a clip classifier trained
-from scratch on every clip in every epoch, the code paths of the commits before these
-existed. "New" is params.yaml as it is. params.yaml is restored after each run;
-the synthetic runs are DVC experiments in this workspace, removed at the end (so that
-``jmrn.report`` never sees them), and the workspace keeps the new synthetic run's outputs.
-Run it on an otherwise idle machine: both runs of a pair share its load.
+"Old" is the code and params.yaml of ``--baseline`` (default ``9f62700``, the commit before
+issue 24's first change: fp32, a clip classifier trained from scratch for 6 epochs), "new"
+is HEAD's, each checked out in a temporary git worktree that is removed afterwards, so the
+workspace is not touched and every change of issue 24, to the code as to the params, is in
+the ratio. Commit what you want measured. Run it on an otherwise idle machine: both runs of
+a pair share its load.
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,8 +49,7 @@ from jmrn.io import write_json  # noqa: E402
 from jmrn.models import JMRN, PoTion  # noqa: E402
 from jmrn.precision import autocast  # noqa: E402
 
-OLD = ["-S", "compute.precision=fp32", "-S", "clips.per_video=0", "-S", "clips.init=scratch",
-       "-S", "clips.epochs=6"]  # fmt: skip
+BASELINE = "9f62700"  # the commit before issue 24's first change (1d68155, compute.precision)
 # the jhmdb14_gt CPU configuration of params.yaml: 15 joints, 14 classes, a 32x43 crop
 STEP = dict(joints=15, classes=14, grid=(32, 43), c_dim=32, widths=(32, 64), head=128, batch=16)
 QUICK_STEP = dict(joints=4, classes=3, grid=(16, 22), c_dim=8, widths=(8, 16), head=16, batch=4)
@@ -161,53 +158,64 @@ def rates(quick: bool) -> dict:
 
 
 @contextlib.contextmanager
-def params_restored():
-    """params.yaml's bytes as they were, yielded, and written back afterwards, whatever
-    happens (``dvc exp run -S`` and the train runs write into it)."""
-    original = Path("params.yaml").read_bytes()
-    try:
-        yield original
-    finally:
-        Path("params.yaml").write_bytes(original)
+def checkouts(baseline: str):
+    """{"old": worktree of ``baseline``, "new": worktree of HEAD}, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="speedup-") as tmp:
+        trees: dict[str, Path] = {}
+        try:
+            for version, rev in (("old", baseline), ("new", "HEAD")):
+                trees[version] = Path(tmp) / version
+                subprocess.run(["git", "worktree", "add", "--detach", str(trees[version]), rev],
+                               check=True, capture_output=True)  # fmt: skip
+            yield trees
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)],
+                               capture_output=True)  # fmt: skip
+            subprocess.run(["git", "worktree", "prune"], capture_output=True)
 
 
-def experiment(args: list[str], name: str) -> tuple[dict[str, float], float]:
-    """Stage seconds and total of one ``dvc exp run --force`` in this workspace."""
-    cmd = ["dvc", "exp", "run", "--force", "-n", name, *args]
+def run_in(tree: Path, module: str, *args: str) -> float:
+    """Seconds of ``python -m module args`` in ``tree``; a failure stops the benchmark."""
     start = time.monotonic()
-    with params_restored():
-        times, _ = timed_stages(cmd)
-    return times, time.monotonic() - start
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=tree, capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: python -m {module} failed:\n{done.stderr[-3000:]}")
+    return time.monotonic() - start
 
 
-def repro_pair(stamp: str) -> dict:
+def train_pair(trees: dict[str, Path]) -> dict:
+    """``python -m stages.train jmrn`` on jhmdb14_gt: old then new, back to back."""
+    poses = Path("data/raw/jhmdb14_gt").resolve()
+    if not poses.is_dir():
+        raise SystemExit("data/raw/jhmdb14_gt is missing: link the JHMDB-14 poses (README)")
+    for tree in trees.values():  # untimed: the inputs of the timed command
+        (tree / "data/raw").mkdir(parents=True, exist_ok=True)
+        (tree / "data/raw/jhmdb14_gt").symlink_to(poses)
+        params = yaml.safe_load((tree / "params.yaml").read_text())
+        params["dataset"] = "jhmdb14_gt"
+        (tree / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run_in(tree, "stages.ingest")
+        run_in(tree, "stages.heatmaps")
+    row = {v: {"seconds": round(run_in(trees[v], "stages.train", "jmrn"), 1)}
+           for v in ("old", "new")}  # fmt: skip
+    for tree in trees.values():
+        subprocess.run(["git", "checkout", "params.yaml"], cwd=tree, check=True)
+    return _ratio("train", row)
+
+
+def repro_pair(trees: dict[str, Path]) -> dict:
     """The synthetic default, every stage: old then new, back to back."""
+    for tree in trees.values():  # untimed: numba compiles the renderer once per checkout
+        subprocess.run(["dvc", "repro", "heatmaps"], cwd=tree, check=True, capture_output=True)
     row = {}
-    for version, extra in (("old", OLD), ("new", [])):
-        times, total = experiment(extra, f"speedup-repro-{version}-{stamp}")
-        row[version] = {"seconds": round(total, 1),
+    for version in ("old", "new"):
+        start = time.monotonic()
+        times, _ = timed_stages(["dvc", "repro", "--force"], cwd=trees[version])
+        row[version] = {"seconds": round(time.monotonic() - start, 1),
                         "stages": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip
     return _ratio("repro", row)
-
-
-def train_pair() -> dict:
-    """``python -m stages.train jmrn`` on jhmdb14_gt: old then new, back to back."""
-    if not Path("data/jhmdb14_gt/heatmaps.h5").exists():
-        raise SystemExit("data/jhmdb14_gt/heatmaps.h5 is missing: restore it with `dvc exp run "
-                         "-S dataset=jhmdb14_gt heatmaps && git checkout params.yaml dvc.lock`")
-    row = {}
-    with params_restored() as original:
-        for version in ("old", "new"):
-            params = yaml.safe_load(original)
-            params["dataset"] = "jhmdb14_gt"
-            if version == "old":
-                params["compute"]["precision"] = "fp32"
-            Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-            start = time.monotonic()
-            subprocess.run([sys.executable, "-m", "stages.train", "jmrn"], check=True,
-                           capture_output=True)  # fmt: skip
-            row[version] = {"seconds": round(time.monotonic() - start, 1)}
-    return _ratio("train", row)
 
 
 def _ratio(label: str, row: dict) -> dict:
@@ -221,6 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=["rates", "train", "repro"], action="append",
                         help="run only these measurements (repeatable); default: all")  # fmt: skip
+    parser.add_argument("--baseline", default=BASELINE, help="the old commit (%(default)s)")
     parser.add_argument("--quick", action="store_true", help="small sizes (rates only)")
     parser.add_argument("--out", default="bench/results/speedup.json")
     args = parser.parse_args()
@@ -228,22 +237,19 @@ def main() -> None:
     if args.quick and only != ["rates"]:
         parser.error("--quick measures the rates only: add --only rates")
     load = [round(x, 2) for x in os.getloadavg()]
-    result: dict = {"old": " ".join(OLD), "new": "params.yaml as committed",
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    result: dict = {"old": args.baseline, "new": head,
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "load_average_before": load}}  # fmt: skip
     if "rates" in only:
         result["rates"] = rates(args.quick)
-    stamp = time.strftime("%H%M%S")
-    made = []
-    try:
-        if "train" in only:
-            result["train_jmrn_jhmdb14_gt"] = train_pair()
-        if "repro" in only:
-            made += [f"speedup-repro-{v}-{stamp}" for v in ("old", "new")]
-            result["repro_synthetic"] = repro_pair(stamp)
-    finally:
-        if made:  # the benchmark's runs are not results: keep them out of every report
-            subprocess.run(["dvc", "exp", "remove", *made], capture_output=True)
+    if "train" in only or "repro" in only:
+        with checkouts(args.baseline) as trees:
+            if "train" in only:
+                result["train_jmrn_jhmdb14_gt"] = train_pair(trees)
+            if "repro" in only:
+                result["repro_synthetic"] = repro_pair(trees)
     result["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     write_json(args.out, result)
     print(f"wrote {args.out}")

@@ -29,9 +29,10 @@ from jmrn.io import write_json  # noqa: E402
 CLIP_STAGES = ("clip_heatmaps", "clip_train", "clip_logits", "clip_select")
 
 
-def timed_stages(cmd: list[str]) -> tuple[dict[str, float], str]:
+def timed_stages(cmd: list[str], cwd: str | Path | None = None) -> tuple[dict[str, float], str]:
     """Seconds from each ``Running stage 'x'`` line to the next stage line (or the end)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=cwd)  # fmt: skip
     times: dict[str, float] = {}
     current, started, log = None, time.monotonic(), []
     for line in proc.stdout:

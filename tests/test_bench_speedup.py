@@ -13,7 +13,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "bench"))  # for speedup, as `pytest` runs without the root on the path
 
-from speedup import step_flops  # noqa: E402
+from speedup import checkouts, step_flops  # noqa: E402
 
 
 def test_step_flops_are_the_convolutions_multiply_adds_forward_and_backward():
@@ -41,3 +41,22 @@ def test_quick_refuses_the_long_measurements():
     done = subprocess.run([sys.executable, "bench/speedup.py", "--quick"], cwd=ROOT,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and "--only rates" in done.stderr
+
+
+def test_old_and_new_are_temporary_worktrees_of_their_commits(tmp_path, monkeypatch):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    git("init", "-q")
+    for text in ("old", "new"):
+        (tmp_path / "params.yaml").write_text(text)
+        git("add", "params.yaml")
+        git("commit", "-qm", text)
+    monkeypatch.chdir(tmp_path)
+    with checkouts("HEAD~1") as trees:
+        assert {v: (tree / "params.yaml").read_text() for v, tree in trees.items()} == {
+            "old": "old", "new": "new"}  # fmt: skip
+    for tree in trees.values():
+        assert not tree.exists() and str(tree) not in git("worktree", "list")
