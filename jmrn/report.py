@@ -47,7 +47,11 @@ failed, or a live metrics file with ``finished: false``; ``--skip-unfinished`` l
 out and lists them), two experiments of one group with the same replicate values, experiments
 whose data differ (the hash of their raw data folder or of a cache they restored), and
 experiments of several commits whose stages' code differs (``--rev`` picks one commit).
-Experiments of several commits are pooled where the stages' code is the same in all of them:
+``--by-commit`` compares code versions instead: the commit becomes a param of its own (``commit``,
+7 characters), so the experiments of each commit form their own groups and a commit's seeds
+pair with the same seeds of another (the first ``--rev`` is ``a``): does a change of the code
+move the figures? Otherwise experiments of several commits are pooled where the stages' code
+is the same in all of them:
 dvc.yaml and every file under ``jmrn/`` and ``stages/`` that it declares as a dependency, by
 git's blob hashes (``stage_code``). So seeds queued in later sessions add to a grid as long
 as no stage's code has changed, and a commit that touched only docs, tests or the report
@@ -201,7 +205,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
           metrics: tuple[str, ...] = DEFAULT_METRICS, dataset: str | None = None,
           rev: str | list[str] | None = None, only: dict[str, Any] | None = None,
           compare: list[tuple[str, str]] | None = None, skip_unfinished: bool = False,
-          baseline_params: dict | None = None, code_of=stage_code,
+          baseline_params: dict | None = None, by_commit: bool = False, code_of=stage_code,
           lock_of=None) -> dict:  # fmt: skip
     """The report of the experiments in ``exp_show`` (see the module docstring).
     ``code_of(commit)`` and ``lock_of(experiment)`` read a commit's stage code and an
@@ -238,7 +242,12 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     if not experiments:
         raise ExperimentsError(f"no finished experiment of dataset {dataset!r}"
                           + (f" with {only}" if only else ""))  # fmt: skip
-    commits = same_code([e["commit"] for e in experiments], code_of)
+    if by_commit:  # the commit is a setting: its code may differ from the others'
+        commits = list(dict.fromkeys(e["commit"] for e in experiments))
+        for e in experiments:
+            e["flat"]["commit"] = e["commit"][:7]
+    else:
+        commits = same_code([e["commit"] for e in experiments], code_of)
     _check_same_data(experiments)
     not_their_own = _leave_out_stale(experiments, dataset, lock_of or lock_from_git)
     unknown = [k for k in replicates if k not in experiments[0]["flat"]]
@@ -255,6 +264,8 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     groups = _groups(experiments)
     # the commit's own values for this dataset (params.yaml's block of it, with its overrides)
     base = decoded_params({**baseline_params, "dataset": dataset}) if baseline_params else {}
+    if by_commit and revs:  # a: the first --rev
+        base["commit"] = next((c[:7] for c in commits if c.startswith(revs[0])), None)
     return {
         "dataset": dataset, "commit": "+".join(c[:7] for c in commits) if len(commits) > 1
         else commits[0], "commits": commits, "replicates": list(replicates),
@@ -472,6 +483,8 @@ def commits_label(report: dict, quote: str = "`") -> str:
     commits = [f"{quote}{c[:7]}{quote}" for c in report.get("commits") or [report["commit"]]]
     if len(commits) == 1:
         return f"commit {commits[0]}"
+    if "commit" in report.get("differing_params", []):
+        return f"commits {', '.join(commits)} (compared)"
     return f"commits {', '.join(commits)} (the same stage code)"
 
 
@@ -631,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also give B - A within each group (default: JMRN vs PoTion, "
                              "selection rules vs the best test epoch); METRIC@key=value takes "
                              "it from the group that differs in that")  # fmt: skip
+    parser.add_argument("--by-commit", action="store_true",
+                        help="compare the experiments' commits (paired by seed; a: the first "
+                             "--rev) instead of refusing commits whose code differs")
     parser.add_argument("--skip-unfinished", action="store_true",
                         help="leave out (and list) unfinished experiments instead of failing")
     parser.add_argument("--out", type=Path, help="folder for report.md, .csv and .png")
@@ -649,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
                        metrics=tuple(args.metric or DEFAULT_METRICS), dataset=args.dataset,
                        rev=args.rev, only=only,
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
-                       skip_unfinished=args.skip_unfinished, baseline_params=baseline)
+                       skip_unfinished=args.skip_unfinished, baseline_params=baseline,
+                       by_commit=args.by_commit)
     except (ExperimentsError, RuntimeError, OSError, json.JSONDecodeError) as err:
         print(f"jmrn.report: error: {err}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import math
+import statistics
 import subprocess
 
 import cv2
@@ -209,6 +210,27 @@ def test_seeds_of_another_commit_with_the_same_stage_code_join_the_grid():
     assert "commits `abc1234`, `def5678` (the same stage code)" in report.markdown(out)
     jcl = next(p for p in out["pairs"] if p["differs"] == "contrastive.variant")
     assert jcl["metrics"]["train/jmrn/test/top1"]["n"] == 6
+
+
+def test_by_commit_pairs_the_seeds_of_two_code_versions_instead_of_refusing_them():
+    """A change of the stages' code: the same seeds from a later commit, JMRN moved by a
+    planted amount; --by-commit makes the commit a setting and pairs it by seed."""
+    moved = [0.01, 0.03, 0.02, 0.02, 0.02]
+    later = tuple(experiment(f"c{s}", seed=s, variant="proposed", jmrn=PROPOSED[s] + moved[s],
+                             potion=POTION[s]) for s in range(5))  # fmt: skip
+    data = exp_show(*grid(), other_commit=later)
+    differ = {"code_of": lambda commit: {"jmrn/models.py": commit[:3]}}
+    with pytest.raises(report.ExperimentsError, match="differs in"):
+        report.build(data, baseline_params=PARAMS, **differ)
+    out = report.build(data, baseline_params=PARAMS, by_commit=True, rev=["abc1234", "def5678"],
+                       **differ)  # fmt: skip
+    pair = next(p for p in out["pairs"] if p["differs"] == "commit")
+    assert (pair["a"]["commit"], pair["b"]["commit"]) == ("abc1234", "def5678")
+    jmrn = pair["metrics"]["train/jmrn/test/top1"]
+    assert jmrn["n"] == 5 and jmrn["mean"] == pytest.approx(0.02)
+    assert jmrn["std"] == pytest.approx(statistics.stdev(moved))
+    assert pair["metrics"]["train/potion/test/top1"]["mean"] == pytest.approx(0.0)
+    assert "commits `abc1234`, `def5678` (compared)" in report.markdown(out)
 
 
 def _git(repo, *args):
