@@ -45,6 +45,8 @@ def timed_stages(cmd: list[str], cwd: str | Path | None = None) -> tuple[dict[st
                 current = None
         if line.startswith("Running stage '"):
             current, started = line.split("'")[1], now
+    if current is not None:  # the last stage, where its closing line was not found
+        times[current] = times.get(current, 0.0) + time.monotonic() - started
     if proc.wait() != 0:
         raise SystemExit("".join(log[-40:]) + f"\n{' '.join(cmd)} failed")
     return times, "".join(log)
