@@ -1,6 +1,6 @@
 """Old vs new training cost, side by side in one run on this machine (issue 24 §3).
 
-    python bench/speedup.py                      # everything: about 25 min on 2 idle cores
+    python bench/speedup.py                      # everything: about 20 min on 2 idle cores
     python bench/speedup.py --only rates         # the GEMM and model-step rates: 1 min
     python bench/speedup.py --quick --only rates # seconds, small sizes (for the test)
 
