@@ -160,6 +160,11 @@ def rates(quick: bool) -> dict:
 @contextlib.contextmanager
 def checkouts(baseline: str):
     """{"old": worktree of ``baseline``, "new": worktree of HEAD}, removed afterwards."""
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"],
+                           capture_output=True)  # fmt: skip
+    if known.returncode != 0:
+        raise SystemExit(f"commit {baseline} is not in this clone (a shallow one?): fetch the "
+                         "history (`git fetch --unshallow`) or pass --baseline")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="speedup-") as tmp:
         trees: dict[str, Path] = {}
         try:
@@ -201,14 +206,15 @@ def train_pair(trees: dict[str, Path]) -> dict:
     row = {v: {"seconds": round(run_in(trees[v], "stages.train", "jmrn"), 1)}
            for v in ("old", "new")}  # fmt: skip
     for tree in trees.values():
-        subprocess.run(["git", "checkout", "params.yaml"], cwd=tree, check=True)
+        subprocess.run(["git", "checkout", "params.yaml"], cwd=tree, check=True,
+                       capture_output=True)  # fmt: skip
     return _ratio("train", row)
 
 
 def repro_pair(trees: dict[str, Path]) -> dict:
     """The synthetic default, every stage: old then new, back to back."""
     for tree in trees.values():  # untimed: numba compiles the renderer once per checkout
-        subprocess.run(["dvc", "repro", "heatmaps"], cwd=tree, check=True, capture_output=True)
+        timed_stages(["dvc", "repro", "heatmaps"], cwd=tree)
     row = {}
     for version in ("old", "new"):
         start = time.monotonic()

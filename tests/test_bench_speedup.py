@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +61,5 @@ def test_old_and_new_are_temporary_worktrees_of_their_commits(tmp_path, monkeypa
             "old": "old", "new": "new"}  # fmt: skip
     for tree in trees.values():
         assert not tree.exists() and str(tree) not in git("worktree", "list")
+    with pytest.raises(SystemExit, match="not in this clone"), checkouts("f" * 40):
+        pass
