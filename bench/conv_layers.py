@@ -85,7 +85,7 @@ def main() -> None:
     for name, bf16 in (("bf16", True), ("fp32", False)):
         rows = [layer(*spec, bf16=bf16) for spec in LAYERS]
         rows.insert(1, layer(*LAYERS[0], bf16=bf16, pad_to=4))
-        # the 2048^2 GEMM as bench/speedup.py measures it (median of 7 calls)
+        # the 2048^2 GEMM, the median of 7 calls (bench/speedup.py's rates take turns instead)
         result[name] = {"gemm_gflops": round(gemm_rate(name, 2048, 7)), "layers": rows}
         for row in rows:
             print(f"{name} {row['layer']:34s} forward {row['forward_ms']:5.1f} ms "

@@ -231,6 +231,11 @@ def test_by_commit_pairs_the_seeds_of_two_code_versions_instead_of_refusing_them
     assert jmrn["std"] == pytest.approx(statistics.stdev(moved))
     assert pair["metrics"]["train/potion/test/top1"]["mean"] == pytest.approx(0.0)
     assert "commits `abc1234`, `def5678` (compared)" in report.markdown(out)
+    out = report.build(data, baseline_params=PARAMS, by_commit=True, rev=["def5678", "abc1234"],
+                       **differ)  # fmt: skip  # a is the first --rev, whichever it is
+    pair = next(p for p in out["pairs"] if p["differs"] == "commit")
+    assert pair["a"]["commit"] == "def5678"
+    assert pair["metrics"]["train/jmrn/test/top1"]["mean"] == pytest.approx(-0.02)
 
 
 def _git(repo, *args):
