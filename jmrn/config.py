@@ -242,6 +242,7 @@ PROJECTIONS = ("mlp", "linear", "none")
 NORMALISATIONS = ("area", "max", "none")
 # Model-selection rules (jmrn.selection, issue 23 §3)
 SELECTION_RULES = ("val_metric", "val_loss", "val_smoothed", "last", "average")
+SCHEDULES = ("plateau", "cosine")  # the learning-rate schedule (jmrn.train.make_scheduler)
 
 SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
     "ingest": {
@@ -298,8 +299,9 @@ SECTIONS: dict[str, dict[str, Check | OptionalKey]] = {
         "epochs": POSITIVE_INT,
         "normalize": one_of(*NORMALISATIONS),
         "crop": pair(POSITIVE_INT, "[height, width] in grid cells"),
-        "lr_patience": COUNT,
-        "lr_factor": number(gt=0, lt=1),
+        "schedule": one_of(*SCHEDULES),
+        "lr_patience": COUNT,  # plateau only
+        "lr_factor": number(gt=0, lt=1),  # plateau only
         "eval_every": POSITIVE_INT,
         "val_fraction": PROBABILITY_BELOW_ONE,
         "seed": SEED,

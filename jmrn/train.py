@@ -220,6 +220,24 @@ def make_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {name!r} (adam | adamw | sgd)")
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: dict):
+    """The learning-rate schedule ``train.schedule``:
+
+    * ``plateau``: the authors' ReduceLROnPlateau on the validation loss (factor
+      ``lr_factor``), stepped at each evaluation, so its patience ``lr_patience`` counts
+      evaluations, as in their code;
+    * ``cosine``: from ``lr`` down to 0 over ``epochs`` (half a cosine), stepped after every
+      epoch; it does not look at the validation loss, and ``lr_patience`` / ``lr_factor`` are
+      not used.
+    """
+    if settings["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=settings["lr_factor"], patience=settings["lr_patience"])
+    if settings["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, int(settings["epochs"]))
+    raise ValueError(f"train.schedule = {settings['schedule']!r}: plateau | cosine")
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: Iterable, device: torch.device,
              multi_label: bool, precision: str = "fp32") -> dict:  # fmt: skip
@@ -482,8 +500,7 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
                         model_settings=m_set, held_out_videos=clip_video_of_val)  # fmt: skip
     model = model.to(dev, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, t_set)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=t_set["lr_factor"], patience=t_set["lr_patience"])
+    scheduler = make_scheduler(optimizer, t_set)
     net = DistributedDataParallel(model) if world > 1 else model
     uses_jcl = m_set["name"] == "jmrn" and c_set["variant"] != "none"
 
@@ -548,12 +565,15 @@ def _train(heatmaps_path, settings, dev, precision_info, rank, world, loader_wor
             record.update(_evaluate_epoch(model, val_set, test_set, dev, multi_label,
                                           class_names, per_rank, loader_workers, ap,
                                           precision))  # fmt: skip
-            scheduler.step(record["val_loss"])
+            if t_set["schedule"] == "plateau":
+                scheduler.step(record["val_loss"])
             selection.observe(epoch + 1, record["val_metric"], record["val_loss"],
                               model.state_dict())  # fmt: skip
             state["selection"] = selection.state_dict()
             eval_seconds = time.perf_counter() - eval_start
             clock.record("evaluation", eval_seconds)
+        if t_set["schedule"] == "cosine":
+            scheduler.step()
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:

@@ -184,6 +184,7 @@ BAD_VALUES = [
     ("train.momentum", 1.0, "must be in [0, 1)"),
     ("train.lr_factor", 1.0, "must be in (0, 1)"),
     ("train.lr_patience", -1, "must be >= 0"),
+    ("train.schedule", "step", "must be one of plateau | cosine"),
     ("train.eval_every", 0, "must be >= 1"),
     ("train.seed", -1, "must be >= 0"),
     ("train.val_group", "^(.+_", "must be a valid regular expression (missing )"),

@@ -71,8 +71,12 @@ def test_same_params_give_the_same_metrics(tiny_heatmaps, tmp_path):
     assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
 
 
-def test_killed_run_resumes_where_it_stopped(tiny_heatmaps, tmp_path, monkeypatch, capsys):
-    reference = run(tiny_heatmaps, tmp_path / "reference")
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_killed_run_resumes_where_it_stopped(tiny_heatmaps, tmp_path, monkeypatch, capsys,
+                                             schedule):  # fmt: skip
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"]["schedule"] = schedule
+    reference = run(tiny_heatmaps, tmp_path / "reference", settings)
     calls = {"n": 0}
     real_augment = train_module.augment
 
@@ -84,15 +88,38 @@ def test_killed_run_resumes_where_it_stopped(tiny_heatmaps, tmp_path, monkeypatc
 
     monkeypatch.setattr(train_module, "augment", dying_augment)
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_heatmaps, tmp_path / "killed")
+        run(tiny_heatmaps, tmp_path / "killed", settings)
     saved = torch.load(tmp_path / "killed/checkpoint.pt", weights_only=True)
     live = json.loads((tmp_path / "killed/train.json").read_text())  # the live figures
     assert saved["epoch"] == 2 and live["epoch"] == 2 and live["finished"] is False
     monkeypatch.setattr(train_module, "augment", real_augment)
-    resumed = run(tiny_heatmaps, tmp_path / "killed")
+    resumed = run(tiny_heatmaps, tmp_path / "killed", settings)
     assert "resuming" in capsys.readouterr().out
     assert resumed == reference
     assert not (tmp_path / "killed/checkpoint.pt").exists()  # a finished run removes it
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_epochs(tiny_heatmaps, tmp_path):
+    settings = copy.deepcopy(TINY_SETTINGS)
+    settings["train"].update(schedule="cosine", epochs=3, lr=1e-3)
+    run(tiny_heatmaps, tmp_path, settings)
+    history = list(csv.DictReader((tmp_path / "plots/history.csv").read_text().splitlines()))
+    # epoch e of E (from 0) trains at lr * (1 + cos(pi e / E)) / 2: 1, 3/4, 1/4 of lr
+    assert [float(row["lr"]) for row in history] == pytest.approx([1e-3, 0.75e-3, 0.25e-3])
+
+
+def test_plateau_schedule_lowers_the_rate_only_on_a_stalled_validation_loss():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    settings = {"schedule": "plateau", "lr_patience": 1, "lr_factor": 0.1, "epochs": 9}
+    scheduler = train_module.make_scheduler(optimizer, settings)
+    rates = []
+    for val_loss in (3.0, 2.0, 2.5, 2.5, 1.0):  # the 2nd evaluation without progress lowers it
+        scheduler.step(val_loss)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])
+    with pytest.raises(ValueError, match="train.schedule = 'linear'"):
+        train_module.make_scheduler(optimizer, {**settings, "schedule": "linear"})
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tiny_heatmaps, tmp_path, capsys):
