@@ -23,7 +23,9 @@ params, metrics, data and the commit it ran from. Then:
   dataset), where there is one. Groups that differ in several params of one section also
   pair where ``a`` has the commit's values of all of them: a setting such as a stronger
   ``contrastive.lambda`` with its schedule, against the default (``differs`` names them all,
-  ``keys`` lists them).
+  ``keys`` lists them). ``--recipes`` lifts the one-section limit, for a recipe whose keys
+  span sections (a shorter ``train`` schedule with its ``contrastive`` ramp); ``a`` must still
+  have the commit's values of them all.
 * **Comparisons within a group** (``--compare A B``, default: JMRN vs PoTion + PAA, and
   every model's selection rules against the best test epoch): the paired difference B − A
   of two metrics of the same experiments. An operand may name another setting of the group,
@@ -205,8 +207,8 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
           metrics: tuple[str, ...] = DEFAULT_METRICS, dataset: str | None = None,
           rev: str | list[str] | None = None, only: dict[str, Any] | None = None,
           compare: list[tuple[str, str]] | None = None, skip_unfinished: bool = False,
-          baseline_params: dict | None = None, by_commit: bool = False, code_of=stage_code,
-          lock_of=None) -> dict:  # fmt: skip
+          baseline_params: dict | None = None, by_commit: bool = False, recipes: bool = False,
+          code_of=stage_code, lock_of=None) -> dict:  # fmt: skip
     """The report of the experiments in ``exp_show`` (see the module docstring).
     ``code_of(commit)`` and ``lock_of(experiment)`` read a commit's stage code and an
     experiment's dvc.lock with its code (default: from git, ``jmrn.experiments``)."""
@@ -271,7 +273,7 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
         else commits[0], "commits": commits, "replicates": list(replicates),
         "differing_params": differing,
         "groups": [_group_summary(g) for g in groups],
-        "pairs": _pairs(groups, base),
+        "pairs": _pairs(groups, base, recipes),
         "comparisons": _comparisons(groups, compare, differing),
         "experiments": [{"name": e["name"], "params": e["group"], "replicate": e["replicate"]}
                         for g in groups for e in g["experiments"]],
@@ -354,10 +356,11 @@ def _paired(a: list[dict], b: list[dict], metric_a: str, metric_b: str) -> dict 
     return {**summary(diffs), "values": diffs} if diffs else None
 
 
-def _pairs(groups: list[dict], base: dict) -> list[dict]:
+def _pairs(groups: list[dict], base: dict, recipes: bool = False) -> list[dict]:
     """b - a for two groups that differ in one param (a: the commit's value where one is), or
-    in several params of one section where a has the commit's values of all of them (a
-    setting such as ``contrastive.lambda`` with its schedule, against the default)."""
+    in several params of one section (of any sections with ``recipes``) where a has the
+    commit's values of all of them (a setting such as ``contrastive.lambda`` with its
+    schedule, against the default)."""
     out = []
     for i, first in enumerate(groups):
         for second in groups[i + 1:]:
@@ -365,7 +368,8 @@ def _pairs(groups: list[dict], base: dict) -> list[dict]:
             a, b = first, second
             if any(k in base and b["params"][k] == base[k] for k in differs):
                 a, b = b, a  # a: the commit's own value
-            if len(differs) > 1 and (len({k.split(".")[0] for k in differs}) > 1
+            sections = {k.split(".")[0] for k in differs}
+            if len(differs) > 1 and ((len(sections) > 1 and not recipes)
                                      or any(k not in base or a["params"][k] != base[k]
                                             for k in differs)):  # fmt: skip
                 continue
@@ -647,6 +651,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-commit", action="store_true",
                         help="compare the experiments' commits (paired by seed; a: the first "
                              "--rev) instead of refusing commits whose code differs")
+    parser.add_argument("--recipes", action="store_true",
+                        help="also pair groups that differ in keys of several sections, where "
+                             "a has the commit's values of them all (e.g. train.epochs with "
+                             "contrastive.start_epoch)")
     parser.add_argument("--skip-unfinished", action="store_true",
                         help="leave out (and list) unfinished experiments instead of failing")
     parser.add_argument("--out", type=Path, help="folder for report.md, .csv and .png")
@@ -666,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                        rev=args.rev, only=only,
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
                        skip_unfinished=args.skip_unfinished, baseline_params=baseline,
-                       by_commit=args.by_commit)
+                       by_commit=args.by_commit, recipes=args.recipes)
     except (ExperimentsError, RuntimeError, OSError, json.JSONDecodeError) as err:
         print(f"jmrn.report: error: {err}", file=sys.stderr)
         return 1

@@ -56,8 +56,8 @@ TINY_SETTINGS = {
                     "ramp_epochs": 1},
     "train": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0,
               "batch_size": 8, "epochs": 3, "normalize": "area", "crop": [16, 20],
-              "schedule": "plateau", "lr_patience": 2, "lr_factor": 0.1, "eval_every": 1, "val_fraction": 0.2,
-              "seed": 0},
+              "schedule": "plateau", "lr_patience": 2, "lr_factor": 0.1, "eval_every": 1,
+              "val_fraction": 0.2, "seed": 0},
     "splits": {"train": "train", "test": "test"},
 }  # fmt: skip
 

@@ -347,6 +347,15 @@ def test_a_setting_of_several_keys_of_one_section_pairs_with_the_commits_setting
     assert pairs["paa.beta"]["a"]["contrastive.lambda"] == 0.5  # strong vs mixed: one key
     assert "| `contrastive.lambda, contrastive.start_epoch` | lambda=0.05, start_epoch=20 | " \
         "lambda=0.5, start_epoch=0 |" in report.markdown(out)  # fmt: skip
+    # --recipes: the setting that spans two sections pairs with the default too, b = it
+    out = report.build(exp_show(*grid(), *strong, *mixed), baseline_params=PARAMS, recipes=True)
+    pairs = {p["differs"]: p for p in out["pairs"]}
+    recipe = pairs["contrastive.lambda, contrastive.start_epoch, paa.beta"]
+    assert recipe["b"]["paa.beta"] == 5
+    assert recipe["a"]["paa.beta"] == PARAMS["datasets"]["jhmdb14_gt"]["paa"]["beta"]
+    stats = recipe["metrics"]["train/jmrn/test/top1"]
+    assert stats["n"] == 3
+    assert stats["mean"] == pytest.approx(0.5 - sum(PROPOSED[:3]) / 3, abs=1e-12)
 
 
 def test_the_command_writes_markdown_csv_png_and_json(tmp_path, capsys):
