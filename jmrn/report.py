@@ -52,8 +52,9 @@ experiments of several commits whose stages' code differs (``--rev`` picks one c
 ``--by-commit`` compares code versions instead: the commit becomes a param of its own (``commit``,
 7 characters), so the experiments of each commit form their own groups and a commit's seeds
 pair with the same seeds of another (the first ``--rev`` is ``a``): does a change of the code
-move the figures? Otherwise experiments of several commits are pooled where the stages' code
-is the same in all of them:
+move the figures? A param that only some of the commits have shows as ``"(absent)"`` in the
+others, and does not keep their seeds from pairing. Otherwise experiments of several commits
+are pooled where the stages' code is the same in all of them:
 dvc.yaml and every file under ``jmrn/`` and ``stages/`` that it declares as a dependency, by
 git's blob hashes (``stage_code``). So seeds queued in later sessions add to a grid as long
 as no stage's code has changed, and a commit that touched only docs, tests or the report
@@ -105,6 +106,9 @@ HEADLINE = ("train/*/test/top1", "train/*/test/mAP", "fusion/test/fused/*",
 
 
 # ------------------------------------------------------------------------------ statistics
+ABSENT = "(absent)"  # the value of a param that an experiment's commit does not have
+
+
 def t_quantile(n: int) -> float:
     """t(0.975, n - 1), the two-sided 95 % quantile of Student's t with n - 1 degrees."""
     from scipy.stats import t
@@ -255,11 +259,12 @@ def build(exp_show: list[dict], *, replicates: tuple[str, ...] = REPLICATES,
     unknown = [k for k in replicates if k not in experiments[0]["flat"]]
     if unknown:
         raise ExperimentsError(f"replicate key(s) {unknown} are not params (e.g. train.seed)")
-    keys = sorted(experiments[0]["flat"])
+    keys = sorted(set().union(*(e["flat"] for e in experiments)))  # a later commit's new keys
     differing = [k for k in keys if k not in replicates
-                 and len({json.dumps(e["flat"].get(k), sort_keys=True) for e in experiments}) > 1]
+                 and len({json.dumps(e["flat"].get(k, ABSENT), sort_keys=True)
+                          for e in experiments}) > 1]  # fmt: skip
     for e in experiments:
-        e["group"] = {k: e["flat"].get(k) for k in differing}
+        e["group"] = {k: e["flat"].get(k, ABSENT) for k in differing}
         e["replicate"] = {k: e["flat"].get(k) for k in replicates}
         e["metrics"] = {name: value for name, value in metrics_of(e["files"], dataset).items()
                         if any(matches(name, p) for p in metrics)}  # fmt: skip
@@ -365,13 +370,17 @@ def _pairs(groups: list[dict], base: dict, recipes: bool = False) -> list[dict]:
     for i, first in enumerate(groups):
         for second in groups[i + 1:]:
             differs = [k for k in first["params"] if first["params"][k] != second["params"][k]]
+            # a param that one of two commits does not have is part of what the commits
+            # differ in (--by-commit), not a setting of its own
+            decisive = [k for k in differs if not ("commit" in differs and ABSENT in (
+                first["params"][k], second["params"][k]))]  # fmt: skip
             a, b = first, second
-            if any(k in base and b["params"][k] == base[k] for k in differs):
+            if any(k in base and b["params"][k] == base[k] for k in decisive):
                 a, b = b, a  # a: the commit's own value
-            sections = {k.split(".")[0] for k in differs}
-            if len(differs) > 1 and ((len(sections) > 1 and not recipes)
-                                     or any(k not in base or a["params"][k] != base[k]
-                                            for k in differs)):  # fmt: skip
+            sections = {k.split(".")[0] for k in decisive}
+            if len(decisive) > 1 and ((len(sections) > 1 and not recipes)
+                                      or any(k not in base or a["params"][k] != base[k]
+                                             for k in decisive)):  # fmt: skip
                 continue
             metrics = {}
             for name in sorted({m for e in a["experiments"] for m in e["metrics"]}):
@@ -390,7 +399,7 @@ def setting(params: dict, keys: list[str]) -> str:
     key=value without the section's name."""
     if len(keys) == 1:
         return json.dumps(params[keys[0]])
-    return _joined((k.split(".", 1)[1], params[k]) for k in keys)
+    return _joined((k.split(".", 1)[-1], params[k]) for k in keys)
 
 
 def default_comparisons(names: set[str]) -> list[tuple[str, str]]:

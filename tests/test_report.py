@@ -238,6 +238,34 @@ def test_by_commit_pairs_the_seeds_of_two_code_versions_instead_of_refusing_them
     assert pair["metrics"]["train/jmrn/test/top1"]["mean"] == pytest.approx(-0.02)
 
 
+@pytest.mark.parametrize("old_commit_first", [True, False])
+def test_by_commit_pairs_seeds_across_a_param_that_only_the_later_commit_has(old_commit_first):
+    """A later commit adds a param (train.schedule, at its default): its seeds still pair with
+    the earlier commit's, whichever commit dvc lists first, and the new param shows as absent
+    in the earlier one."""
+    def without_schedule(e: dict) -> dict:
+        params = e["data"]["params"]["params.yaml"]["data"]
+        del params["train"]["schedule"], params["datasets"]["jhmdb14_gt"]["train"]["schedule"]
+        return e
+
+    moved = [0.01, 0.03, 0.02, 0.02, 0.02]
+    earlier = [without_schedule(e) for e in grid()[:5]]
+    later = [experiment(f"c{s}", seed=s, variant="proposed", jmrn=PROPOSED[s] + moved[s],
+                        potion=POTION[s]) for s in range(5)]  # fmt: skip
+    first, second = (earlier, later) if old_commit_first else (later, earlier)
+    data = exp_show(*first, other_commit=tuple(second))
+    old, new = ("abc1234", "def5678") if old_commit_first else ("def5678", "abc1234")
+    out = report.build(data, baseline_params=PARAMS, by_commit=True, rev=[old, new],
+                       code_of=lambda commit: {"jmrn/train.py": commit[:3]})  # fmt: skip
+    assert "train.schedule" in out["differing_params"]
+    (pair,) = out["pairs"]
+    assert pair["keys"] == ["commit", "train.schedule"]
+    assert pair["a"]["train.schedule"] == report.ABSENT and pair["b"]["train.schedule"] == "plateau"
+    jmrn = pair["metrics"]["train/jmrn/test/top1"]
+    assert jmrn["n"] == 5 and jmrn["mean"] == pytest.approx(0.02)
+    assert 'schedule="(absent)"' in report.markdown(out)
+
+
 def _git(repo, *args):
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
